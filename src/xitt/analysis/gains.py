@@ -1,0 +1,304 @@
+"""From records to the answer: mean F1, ITT gain and the gain's trend with model size.
+
+The research question compares, for each model size, a cell trained with an English
+intermediate task against its *twin* without one (``itt == "none"``, everything else
+equal: model, size, target task, transfer mode, freezing, training and test language).
+This module builds four tables, all with intervals from ``stats``:
+
+* ``summary``: one row per record (cell x language x seed), F1 with an interval over
+  test examples;
+* ``scores``: F1 averaged over seeds, per cell and language and pooled over languages;
+* ``gains``: ITT minus no-ITT F1 on the same seeds (where the twin has them), with a paired
+  test on the same test examples, per language and pooled over language groups;
+  an ITT cell without a twin gets a row with ``status == "missing_counterpart"``;
+* ``trends``: the least-squares slope of the gain against log10(parameters), in F1 points
+  per tenfold increase of parameters, per language, language group and overall.
+
+Pooled rows ("scopes") are plain means over the languages that have the quantity:
+resource level and script groups come from ``languages``, and "overall" is all languages.
+A group slope is the mean of its languages' slopes, so a language missing at one size
+does not bend the trend.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .languages import language_groups
+from .records import CELL_KEYS, NO_ITT, SETTING_KEYS, Results
+from .stats import (Estimate, bootstrap_macro_f1, combine, macro_f1, pool_seeds,
+                    slope_weights, stable_rng)
+
+OK = "ok"
+MISSING_COUNTERPART = "missing_counterpart"
+OVERALL = "all"
+# How pooled rows group languages: scope name -> language code -> group name.
+SCOPES: dict[str, Callable[[str], str]] = {
+    "resource": lambda lang: language_groups(lang).resource,
+    "script": lambda lang: language_groups(lang).script,
+    "overall": lambda lang: OVERALL,
+}
+# Recomputed and recorded F1 differing by more than this means the two definitions differ.
+F1_MISMATCH_TOLERANCE = 0.05
+
+Key = tuple  # values of CELL_KEYS (+ lang)
+
+# Columns each table has even when no row fills them (e.g. only missing counterparts).
+_POOLED = ["scope", "group", "ci_low", "ci_high", "n_languages", "status"]
+SCORE_COLUMNS = [*CELL_KEYS, "f1", *_POOLED]
+GAIN_COLUMNS = [*CELL_KEYS, "gain", "p_value", *_POOLED]
+TREND_COLUMNS = [*SETTING_KEYS, "itt", "sizes", "slope_per_decade", *_POOLED]
+
+
+@dataclass
+class Analysis:
+    """The tables of the report; ``level`` is the confidence level of their intervals."""
+
+    summary: pd.DataFrame
+    scores: pd.DataFrame
+    gains: pd.DataFrame
+    trends: pd.DataFrame
+    results: Results
+    level: float
+    n_bootstrap: int
+
+    @property
+    def missing_counterparts(self) -> pd.DataFrame:
+        return self.gains[self.gains["status"] == MISSING_COUNTERPART]
+
+
+def analyse(results: Results, *, n_bootstrap: int = 1000, level: float = 0.95,
+            seed: int = 0) -> Analysis:
+    """Scores, gains and trends of the records, with ``level`` intervals and p-values.
+
+    ``n_bootstrap`` resamples of the test examples per test set, drawn from generators
+    determined by ``seed`` and the test set, so the same inputs give the same report.
+    """
+    run_estimates = _run_estimates(results, n_bootstrap, seed)
+    records = results.records
+    summary = _summary(records, run_estimates, level)
+
+    seeds = records["seed"].to_numpy()
+    cell_estimates = {  # (cell, lang) -> {seed: estimate}
+        key: {int(seeds[record_id]): run_estimates[record_id] for record_id in record_ids}
+        for key, record_ids in records.groupby([*CELL_KEYS, "lang"], sort=False,
+                                               dropna=False).indices.items()}
+
+    score_rows, score_estimates = [], {}
+    for key, per_seed in cell_estimates.items():
+        score_estimates[key] = pool_seeds(per_seed)
+        score_rows.append(_row(key, "language", key[-1], score_estimates[key], level, "f1"))
+    score_rows += _pooled_rows(score_estimates, level, "f1")
+
+    gain_rows, gain_estimates = _gains(cell_estimates, level)
+    gain_rows += _pooled_rows(gain_estimates, level, "gain")
+
+    return Analysis(
+        summary=summary,
+        scores=_sorted(score_rows, SCORE_COLUMNS),
+        gains=_sorted(gain_rows, GAIN_COLUMNS),
+        trends=_trends(gain_estimates, level),
+        results=results,
+        level=level,
+        n_bootstrap=n_bootstrap,
+    )
+
+
+def _run_estimates(results: Results, n_bootstrap: int, seed: int) -> dict[int, Estimate]:
+    """Each record's F1 with its bootstrap replicates; records of a test set share resamples."""
+    recorded_f1 = results.records["f1"].tolist()
+    paths = results.records["record_path"].tolist()
+    estimates = {}
+    by_test_set = defaultdict(list)
+    for record_id, predictions in results.predictions.items():
+        by_test_set[predictions.test_set].append(record_id)
+    for test_set, record_ids in by_test_set.items():
+        members = [results.predictions[record_id] for record_id in record_ids]
+        n_classes = max(p.n_classes for p in members)
+        replicates = bootstrap_macro_f1(np.stack([p.gold for p in members]),
+                                        np.stack([p.pred for p in members]), n_classes,
+                                        n_bootstrap, stable_rng(seed, test_set))
+        for record_id, member, member_replicates in zip(record_ids, members, replicates):
+            f1 = macro_f1(member.gold, member.pred, n_classes)
+            if abs(recorded_f1[record_id] - f1) > F1_MISMATCH_TOLERANCE:
+                warnings.warn(f"{paths[record_id]}: recorded F1 {recorded_f1[record_id]:.2f} "
+                              f"but the macro-F1 of its predictions is {f1:.2f}; the report "
+                              "uses the latter", stacklevel=3)
+            estimates[record_id] = Estimate(f1, member_replicates)
+    for record_id, f1 in enumerate(recorded_f1):
+        if record_id not in estimates:  # no predictions: the recorded F1, without example noise
+            estimates[record_id] = Estimate(f1, np.full(n_bootstrap, f1),
+                                            examples_resampled=False)
+    return estimates
+
+
+def _summary(records: pd.DataFrame, run_estimates: Mapping[int, Estimate],
+             level: float) -> pd.DataFrame:
+    summary = records.copy()
+    groups = [language_groups(lang) for lang in summary["lang"]]
+    summary["resource"] = [group.resource for group in groups]
+    summary["script"] = [group.script for group in groups]
+    estimates = [run_estimates[record_id] for record_id in summary.index]
+    summary["has_predictions"] = [e.examples_resampled for e in estimates]
+    summary["f1_from_predictions"] = [e.value if e.examples_resampled else math.nan
+                                      for e in estimates]
+    intervals = [e.interval(level) if e.examples_resampled else (math.nan, math.nan)
+                 for e in estimates]
+    summary["f1_ci_low"] = [low for low, _ in intervals]
+    summary["f1_ci_high"] = [high for _, high in intervals]
+    summary["n"] = summary["n"].astype("Int64")  # a count; missing where not recorded
+    first = ["cell_key", "cell_name", *CELL_KEYS, "lang", "resource", "script", "seed", "f1",
+             "f1_from_predictions", "f1_ci_low", "f1_ci_high", "accuracy", "n"]
+    summary = summary[first + [c for c in summary.columns if c not in first]]
+    return summary.sort_values([*SETTING_KEYS, "params", "size", "itt", "lang", "seed"],
+                               kind="stable").reset_index(drop=True)
+
+
+def _gains(cell_estimates: Mapping[Key, Mapping[int, Estimate]],
+           level: float) -> tuple[list[dict], dict[Key, Estimate]]:
+    """Per-language gain rows (including missing twins) and the estimates of those found."""
+    itt_position = CELL_KEYS.index("itt")
+    rows, estimates = [], {}
+    for key, itt_seeds in cell_estimates.items():
+        if key[itt_position] == NO_ITT:
+            continue
+        twin_key = key[:itt_position] + (NO_ITT,) + key[itt_position + 1:]
+        lang = key[-1]
+        if twin_key not in cell_estimates:
+            rows.append({**_key_columns(key, "language", lang), "status": MISSING_COUNTERPART,
+                         "note": "no itt=none cell with the same model, size, target, "
+                                 "transfer, freezing, train_lang and lang",
+                         "seeds": _seed_list(itt_seeds)})
+            continue
+        none_seeds = cell_estimates[twin_key]
+        matched = sorted(set(itt_seeds) & set(none_seeds))
+        if matched:  # pair runs of the same seed; seeds without a twin are listed, not used
+            pairing = {"seed_pairing": "matched", "seeds": _seed_list(matched),
+                       "unused_seeds": _unused_seeds_text(itt_seeds, none_seeds, matched)}
+            itt_seeds = {seed: itt_seeds[seed] for seed in matched}
+            none_seeds = {seed: none_seeds[seed] for seed in matched}
+        else:  # no common seed: compare the means of different seeds
+            pairing = {"seed_pairing": "unmatched",
+                       "seeds": f"itt: {_seed_list(itt_seeds)}; none: {_seed_list(none_seeds)}",
+                       "unused_seeds": ""}
+        itt, none = pool_seeds(itt_seeds), pool_seeds(none_seeds)
+        estimates[key] = combine([itt, none], [1.0, -1.0])
+        rows.append({**_row(key, "language", lang, estimates[key], level, "gain"), **pairing,
+                     "f1_itt": itt.value, "f1_none": none.value, "status": OK, "note": ""})
+    return rows, estimates
+
+
+def _unused_seeds_text(itt_seeds: Iterable[int], none_seeds: Iterable[int],
+                       matched: list[int]) -> str:
+    unused = {side: set(seeds) - set(matched)
+              for side, seeds in (("itt", itt_seeds), (NO_ITT, none_seeds))}
+    return "; ".join(f"{side}: {_seed_list(seeds)}" for side, seeds in unused.items() if seeds)
+
+
+def _pooled_rows(per_language: Mapping[Key, Estimate], level: float, value_name: str) -> list[dict]:
+    """Means over the languages of each language group, per cell."""
+    members = defaultdict(list)
+    for key, estimate in per_language.items():
+        cell, lang = key[:-1], key[-1]
+        for scope, group_of in SCOPES.items():
+            members[cell, scope, group_of(lang)].append(estimate)
+    rows = []
+    for (cell, scope, group), estimates in members.items():
+        pooled = combine(estimates, [1.0 / len(estimates)] * len(estimates))
+        rows.append({**_row(cell, scope, group, pooled, level, value_name),
+                     "n_languages": len(estimates),
+                     **({"status": OK, "note": ""} if value_name == "gain" else {})})
+    return rows
+
+
+def _trends(gains: Mapping[Key, Estimate], level: float) -> pd.DataFrame:
+    """Slope of the gain against log10(params), per language and pooled over groups."""
+    size_position, params_position = CELL_KEYS.index("size"), CELL_KEYS.index("params")
+    curves = defaultdict(dict)  # (setting, itt, lang) -> {(params, size): gain}
+    for key, estimate in gains.items():
+        curve = (*key[:len(SETTING_KEYS)], key[CELL_KEYS.index("itt")], key[-1])
+        curves[curve][key[params_position], key[size_position]] = estimate
+
+    rows, slopes = [], defaultdict(list)
+    for curve, by_size in curves.items():
+        sizes = sorted(by_size)
+        lang = curve[-1]
+        columns = {**dict(zip((*SETTING_KEYS, "itt"), curve[:-1])), "scope": "language",
+                   "group": lang, **_size_columns(sizes)}
+        if len({params for params, _ in sizes}) < 2:
+            rows.append({**columns, "slope_per_decade": math.nan, "ci_low": math.nan,
+                         "ci_high": math.nan, "n_languages": 1, "status": "too_few_sizes",
+                         "note": "a slope needs gains at two or more model sizes"})
+            continue
+        weights = slope_weights([math.log10(params) for params, _ in sizes])
+        slope = combine([by_size[size] for size in sizes], weights)
+        rows.append({**columns, **_interval_columns(slope, level, "slope_per_decade"),
+                     "n_languages": 1, "status": OK, "note": ""})
+        for scope, group_of in SCOPES.items():
+            slopes[curve[:-1], scope, group_of(lang)].append((slope, sizes))
+
+    for (setting_itt, scope, group), members in slopes.items():
+        pooled = combine([slope for slope, _ in members], [1.0 / len(members)] * len(members))
+        all_sizes = sorted({size for _, sizes in members for size in sizes})
+        rows.append({**dict(zip((*SETTING_KEYS, "itt"), setting_itt)), "scope": scope,
+                     "group": group, **_size_columns(all_sizes),
+                     **_interval_columns(pooled, level, "slope_per_decade"),
+                     "n_languages": len(members), "status": OK, "note": ""})
+    return _sorted(rows, TREND_COLUMNS)
+
+
+def _size_columns(sizes: list[tuple[int, str]]) -> dict:
+    """``sizes`` as (params, size name) pairs, in increasing parameter count."""
+    return {"n_sizes": len(sizes), "sizes": ", ".join(size for _, size in sizes)}
+
+
+def _row(cell: Key, scope: str, group: str, estimate: Estimate, level: float,
+         value_name: str) -> dict:
+    return {**_key_columns(cell, scope, group), **_interval_columns(estimate, level, value_name)}
+
+
+def _key_columns(cell: Key, scope: str, group: str) -> dict:
+    columns = dict(zip(CELL_KEYS, cell))
+    columns.update(scope=scope, group=group)
+    if scope == "language":
+        columns.update(language_groups(group)._asdict())
+    return columns
+
+
+def _interval_columns(estimate: Estimate, level: float, value_name: str) -> dict:
+    """Value, interval and how it was obtained.  Only gains get a p-value: whether a mean
+    F1 or a slope differs from zero on these test examples is not a question asked here."""
+    low, high = estimate.interval(level)
+    columns = {value_name: estimate.value, "ci_low": low, "ci_high": high}
+    if value_name == "gain":
+        columns["p_value"] = estimate.p_value()
+    return {**columns, "n_seeds": estimate.n_seeds, "seeds": _seed_list(estimate.per_seed),
+            "seed_noise_included": estimate.includes_seed_noise,
+            "examples_resampled": estimate.examples_resampled}
+
+
+def _seed_list(seeds: Iterable[int]) -> str:
+    return " ".join(str(seed) for seed in sorted(seeds))
+
+
+_SCOPE_ORDER = {"language": 0, "resource": 1, "script": 2, "overall": 3}
+_READING_ORDER = (*SETTING_KEYS, "params", "size", "itt", "scope", "group")
+
+
+def _sorted(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    """Rows in reading order (setting, size by parameter count, ITT, scope, group), with at
+    least ``columns``, so that readers can select on them even where no row has a value."""
+
+    def reading_key(row: dict) -> tuple:
+        return tuple(_SCOPE_ORDER[row[c]] if c == "scope" else row[c]
+                     for c in _READING_ORDER if c in row)
+
+    table = pd.DataFrame(sorted(rows, key=reading_key))
+    return table.reindex(columns=[*table.columns, *(c for c in columns if c not in table)])

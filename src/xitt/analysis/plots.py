@@ -1,0 +1,104 @@
+"""Figures of the report: gain against model size, a language x size heatmap, absolute F1.
+
+Each function takes rows of one setting (see ``gains.by_setting``) and returns a
+matplotlib Figure.  Figures are built with the object API on an Agg canvas rather than
+through pyplot, so they neither need nor change the global backend: the report renders
+PNGs on a headless compute node, and the notebook displays the very same Figure objects.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .records import NO_ITT
+from .tables import group_label, size_label
+
+_PANEL_SIZE = (3.2, 2.6)
+_MAX_COLUMNS = 4
+
+
+def plot_gain_vs_size(gains: pd.DataFrame) -> Figure:
+    """ITT gain against parameter count (log scale), one panel per language and one for
+    the mean over languages, one line per intermediate task, shaded confidence band."""
+    return _by_size_panels(gains[gains["status"] == "ok"], "gain", "ITT gain (F1 points)",
+                           zero_line=True)
+
+
+def plot_f1_vs_size(scores: pd.DataFrame) -> Figure:
+    """Absolute F1 against parameter count, with ITT (each task) and without (dashed)."""
+    return _by_size_panels(scores, "f1", "F1", zero_line=False)
+
+
+def plot_gain_heatmap(gains: pd.DataFrame, itt: str) -> Figure:
+    """Gain of one intermediate task per language (rows) and size (columns); blank cells
+    are missing counterparts."""
+    rows = gains[(gains["scope"] == "language") & (gains["itt"] == itt)]
+    rows = rows.sort_values(["resource", "group"], kind="stable")
+    languages = list(dict.fromkeys(rows["group"]))
+    sizes = rows[["size", "params"]].drop_duplicates().sort_values("params")
+    values = np.full((len(languages), len(sizes)), np.nan)
+    for row in rows.itertuples(index=False):
+        column = sizes["size"].tolist().index(row.size)
+        values[languages.index(row.group), column] = row.gain
+    figure = _figure(1, 1, width=1.4 + 1.1 * len(sizes), height=1.2 + 0.35 * len(languages))
+    axes = figure.axes[0]
+    limit = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
+    image = axes.imshow(np.ma.masked_invalid(values), cmap="RdBu", vmin=-limit, vmax=limit,
+                        aspect="auto")
+    for (i, j), value in np.ndenumerate(values):
+        dark_cell = abs(value) > 0.6 * limit  # False for nan
+        axes.text(j, i, "missing" if math.isnan(value) else f"{value:+.1f}", ha="center",
+                  va="center", fontsize=8, color="white" if dark_cell else "black")
+    axes.set_xticks(range(len(sizes)),
+                    [size_label(s, p) for s, p in zip(sizes["size"], sizes["params"])])
+    axes.set_yticks(range(len(languages)), languages)
+    axes.set_title(f"ITT gain with {itt} (F1 points)")
+    figure.colorbar(image, ax=axes)
+    return figure
+
+
+def _by_size_panels(table: pd.DataFrame, value_column: str, ylabel: str,
+                    zero_line: bool) -> Figure:
+    """Small multiples: the mean over languages first, then each language."""
+    overall = table[table["scope"] == "overall"]
+    languages = table[table["scope"] == "language"]
+    panels = [("overall", "all")] + [("language", lang)
+                                     for lang in sorted(languages["group"].unique())]
+    n_columns = min(_MAX_COLUMNS, len(panels))
+    n_rows = math.ceil(len(panels) / n_columns)
+    figure = _figure(n_rows, n_columns)
+    sizes = table[["size", "params"]].drop_duplicates().sort_values("params")
+    for axes, (scope, group) in zip(figure.axes, panels):
+        panel = overall if scope == "overall" else languages[languages["group"] == group]
+        for itt, line in panel.groupby("itt", sort=True):
+            line = line.sort_values("params")
+            style = {"linestyle": "--", "color": "0.4"} if itt == NO_ITT else {}
+            drawn = axes.plot(line["params"], line[value_column], marker="o", label=itt, **style)
+            axes.fill_between(line["params"], line["ci_low"], line["ci_high"], alpha=0.2,
+                              color=drawn[0].get_color(), linewidth=0)
+        if zero_line:
+            axes.axhline(0.0, color="black", linewidth=0.8)
+        axes.set_xscale("log")
+        axes.set_xticks(sizes["params"], [size_label(s, p) for s, p in
+                                          zip(sizes["size"], sizes["params"])], fontsize=7)
+        axes.minorticks_off()
+        axes.set_title(group_label(scope, group))
+        axes.set_ylabel(ylabel)
+    for unused in figure.axes[len(panels):]:
+        unused.set_visible(False)
+    figure.axes[0].legend(title="ITT", fontsize=7)
+    return figure
+
+
+def _figure(n_rows: int, n_columns: int, width: float | None = None,
+            height: float | None = None) -> Figure:
+    figure = Figure(figsize=(width or _PANEL_SIZE[0] * n_columns,
+                             height or _PANEL_SIZE[1] * n_rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    figure.subplots(n_rows, n_columns, squeeze=False)
+    return figure

@@ -1,0 +1,231 @@
+"""Finding and reading the result records that a grid leaves behind.
+
+The report has to work on whatever folder a user points it at: a results root, a Hydra
+sweep folder (each job directory lists its records in ``records.txt``), or several of
+them.  So records are recognised by content, not by location: any ``*.json`` file with
+the record fields is one, wherever it lies, and other JSON files (Hydra, W&B, model
+configs) are passed over.  Nothing is lost silently: a listed record that is missing, a
+broken record, a missing predictions file and a record superseded by a later evaluation
+of the same run are all kept in ``Results.problems`` / ``Results.superseded`` for the
+report to show.
+
+Per-example predictions are sorted by example id, so position i is the same example in
+every record of one test set, and each test set gets an identifier (target task plus a
+hash of its ids) that the bootstrap uses to resample paired records together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xitt import XittError
+
+NO_ITT = "none"
+RECORDS_LIST = "records.txt"
+PREDICTIONS_SUFFIX = ".predictions.json"
+# A record is a few kilobytes; larger JSON files (tokenizers, datasets) are not parsed.
+MAX_RECORD_BYTES = 2_000_000
+
+REQUIRED_FIELDS = ("cell_key", "model", "size", "params", "itt", "target", "transfer",
+                   "freezing", "seed", "lang", "f1")
+OPTIONAL_FIELDS = {"cell_name": "", "target_key": "", "itt_key": "", "train_lang": "",
+                   "accuracy": float("nan"), "n": float("nan"), "sweep": "",
+                   "predictions": "", "created": ""}
+_NUMBER_FIELDS = {"params": int, "seed": int, "f1": float, "accuracy": float, "n": float}
+
+# The columns that say which comparison a record belongs to.  A *setting* is one curve
+# of gain against size; a *cell* adds the size and the intermediate task; a *run* is one
+# trained model evaluated on one language.
+SETTING_KEYS = ("model", "target", "transfer", "freezing", "train_lang")
+CELL_KEYS = (*SETTING_KEYS, "size", "params", "itt")
+RUN_KEYS = (*CELL_KEYS, "lang", "seed")
+
+
+class ReportError(XittError, ValueError):
+    """A report cannot be built from the given sources (the message says what to do)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Predictions:
+    """One record's per-example predictions, sorted by example id."""
+
+    test_set: str
+    gold: np.ndarray
+    pred: np.ndarray
+    n_classes: int
+
+
+@dataclass
+class Results:
+    """The records of one or more results folders, deduplicated, with their predictions.
+
+    ``records`` has one row per (cell, language, seed); its index is the record id used
+    as key of ``predictions``.
+    """
+
+    records: pd.DataFrame
+    predictions: dict[int, Predictions]
+    superseded: pd.DataFrame
+    sources: list[Path]
+    problems: list[str] = field(default_factory=list)
+
+
+def find_record_candidates(source: Path) -> tuple[list[Path], list[str]]:
+    """JSON files under ``source`` that may be records, and the listed ones that are missing.
+
+    ``source`` is a folder (searched recursively, following each ``records.txt`` found),
+    a ``records.txt`` file or a single record file.
+    """
+    if source.is_file():
+        return _listed_records(source) if source.name == RECORDS_LIST else ([source], [])
+    candidates = [path for path in sorted(source.rglob("*.json"))
+                  if not path.name.endswith(PREDICTIONS_SUFFIX)]
+    problems: list[str] = []
+    for listing in sorted(source.rglob(RECORDS_LIST)):
+        listed, missing = _listed_records(listing)
+        candidates += listed
+        problems += missing
+    return candidates, problems
+
+
+def _listed_records(listing: Path) -> tuple[list[Path], list[str]]:
+    paths, missing = [], []
+    for line in listing.read_text().splitlines():
+        if not line.strip():
+            continue
+        path = listing.parent / line.strip()  # absolute lines stay absolute
+        if path.is_file():
+            paths.append(path)
+        else:
+            missing.append(f"{listing} lists {path}, which does not exist")
+    return paths, missing
+
+
+def read_record(path: Path) -> dict | None:
+    """The record stored at ``path``, or None if the file is not a record."""
+    try:
+        if path.stat().st_size > MAX_RECORD_BYTES:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if isinstance(data, dict) and set(REQUIRED_FIELDS) <= data.keys():
+        return data
+    return None
+
+
+def read_predictions(path: Path, target: str) -> Predictions:
+    """Per-example predictions, sorted by id; examples with a negative gold label are unlabelled."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    ids = np.asarray([str(i) for i in data["ids"]])
+    gold = np.asarray(data["gold"], dtype=np.int64)
+    pred = np.asarray(data["pred"], dtype=np.int64)
+    if not len(ids) == len(gold) == len(pred):
+        raise ValueError(f"ids, gold and pred have different lengths in {path}")
+    labelled = gold >= 0
+    ids, gold, pred = ids[labelled], gold[labelled], pred[labelled]
+    if len(gold) == 0:
+        raise ValueError(f"no labelled examples in {path}")
+    if pred.min() < 0:
+        raise ValueError(f"negative predicted labels in {path}")
+    order = np.argsort(ids, kind="stable")
+    ids_digest = hashlib.sha256("\n".join(ids[order]).encode()).hexdigest()[:16]
+    n_classes = int(max(len(data.get("labels") or ()), gold.max() + 1, pred.max() + 1))
+    return Predictions(f"{target}:{ids_digest}", gold[order], pred[order], n_classes)
+
+
+def load_results(sources: Iterable[str | Path]) -> Results:
+    """Read every record under the sources (folders, sweep folders or record files).
+
+    Raises ReportError when a source does not exist or holds no records.  Records found
+    twice (through two sources or a ``records.txt``) count once; of several records of
+    the same run the latest (by ``created``) is kept and the others are returned in
+    ``Results.superseded``.
+    """
+    sources = [Path(source) for source in sources]
+    if not sources:
+        raise ReportError("No results folder given: pass report=<results or sweep folder>.")
+    found: dict[Path, dict] = {}  # resolved path -> row, so a record found twice counts once
+    problems: list[str] = []
+    for source in sources:
+        if not source.exists():
+            raise ReportError(f"The results folder '{source}' does not exist. "
+                              "Pass the folder a grid wrote its records to.")
+        candidates, missing = find_record_candidates(source)
+        problems += missing
+        rows = {path.resolve(): row for path in candidates
+                if (row := _read_row_or_note(path, problems)) is not None}
+        if not rows:
+            raise ReportError(_no_records_message(source, len(candidates)))
+        found.update(rows)
+
+    table = pd.DataFrame(list(found.values()))
+    table = table.sort_values(["created", "record_path"], kind="stable")
+    is_superseded = table.duplicated(subset=list(RUN_KEYS), keep="last")
+    records = table[~is_superseded].reset_index(drop=True)
+    predictions = {}
+    for row in records.itertuples():
+        predictions_path = _predictions_path(row)
+        if predictions_path is None:
+            problems.append(f"{row.record_path} has no predictions file: its interval covers "
+                            "seeds only and it gets no paired test")
+            continue
+        try:
+            predictions[row.Index] = read_predictions(predictions_path, row.target)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            problems.append(f"unreadable predictions {predictions_path}: {error}")
+    return Results(records, predictions, table[is_superseded].reset_index(drop=True),
+                   sources, problems)
+
+
+def _read_row_or_note(path: Path, problems: list[str]) -> dict | None:
+    """The record at ``path`` as a table row; a broken record is noted, other JSON skipped."""
+    record = read_record(path)
+    if record is None:
+        if path.with_name(path.stem + PREDICTIONS_SUFFIX).exists():
+            problems.append(f"{path} sits next to a predictions file but is not a readable record")
+        return None
+    try:
+        return _record_row(path.resolve(), record)
+    except (TypeError, ValueError) as error:
+        problems.append(f"{path} is not a valid record: {error}")
+        return None
+
+
+def _record_row(path: Path, record: dict) -> dict:
+    """The record's fields as one table row: numbers as numbers, everything else as text."""
+    row = {}
+    for name in (*REQUIRED_FIELDS, *OPTIONAL_FIELDS):
+        value = record.get(name)
+        if value is None:
+            value = OPTIONAL_FIELDS.get(name, "")
+        row[name] = _NUMBER_FIELDS.get(name, str)(value)
+    row["itt"] = row["itt"] or NO_ITT
+    row["record_path"] = str(path)
+    return row
+
+
+def _predictions_path(row) -> Path | None:
+    folder = Path(row.record_path).parent
+    named = row.predictions or Path(row.record_path).stem + PREDICTIONS_SUFFIX
+    path = folder / named
+    return path if path.is_file() else None
+
+
+def _no_records_message(source: Path, n_json_files: int) -> str:
+    other = (f"; its {n_json_files} JSON file(s) are not result records" if n_json_files
+             else "")
+    return (
+        f"No result records found in '{source}'{other}. A results folder holds one "
+        "'<lang>.json' record per evaluated cell and language (with '<lang>.predictions.json' "
+        "next to it), found recursively or through a sweep's 'records.txt'. Run a grid "
+        "first, e.g. `python train.py -m model=tiny size=s,m,l itt=none,demo seed=1,2`, "
+        "then pass its results or sweep folder: `python evaluate.py report=<folder>`."
+    )

@@ -1,0 +1,1 @@
+"""Tasks, readers, tokenisation and the Lightning DataModule."""

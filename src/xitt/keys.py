@@ -1,0 +1,14 @@
+"""Content keys: an artifact's identity is the hash of exactly what determines it."""
+
+import hashlib
+import json
+from typing import Any
+
+# Bump when the meaning of a stored artifact changes, so that old ones are not reused.
+STORE_FORMAT = 1
+
+
+def content_key(payload: Any) -> str:
+    """A short stable hash of a JSON-able payload (dict order does not matter)."""
+    text = json.dumps({"format": STORE_FORMAT, "payload": payload}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,94 @@
+"""Resolving a model family and size to an encoder, building or loading it, freezing it."""
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from torch import nn
+
+from xitt import XittError
+
+FREEZING_MODES = ("none", "embeddings", "bottom_k", "probe")
+
+
+def _is_local(name_or_path: str) -> bool:
+    return os.path.isdir(name_or_path) or name_or_path.startswith(("/", "./", "../"))
+
+
+def missing_model_assets(model: Mapping[str, Any]) -> list[str]:
+    """What an offline machine lacks to load this model (empty when all is there)."""
+    if model["source"] == "scratch":
+        return []
+    name = model["name_or_path"]
+    if _is_local(name):
+        return [] if Path(name, "config.json").is_file() else [f"local model folder {name} (no config.json)"]
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if not constants.HF_HUB_OFFLINE:
+        return []
+    cached = try_to_load_from_cache(name, "config.json")
+    return [] if isinstance(cached, str) else [f"model {name}"]
+
+
+def build_encoder(model: Mapping[str, Any], vocab_size: int, pad_token_id: int, seed: int) -> nn.Module:
+    """The pretrained encoder a cell starts from: loaded from the hub or a folder, or for
+    `source: scratch` built from its architecture with weights drawn from `seed`."""
+    if model["source"] == "scratch":
+        hidden = int(model["hidden_size"])
+        config = transformers.XLMRobertaConfig(
+            vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=int(model["num_hidden_layers"]),
+            num_attention_heads=int(model["num_attention_heads"]), intermediate_size=4 * hidden,
+            max_position_embeddings=514, pad_token_id=pad_token_id,
+        )
+        torch.manual_seed(seed)
+        return transformers.XLMRobertaModel(config)
+    return load_encoder(model["name_or_path"], model.get("encoder_class", "AutoModel"))
+
+
+def load_encoder(name_or_path: str | Path, encoder_class: str = "AutoModel") -> nn.Module:
+    try:
+        return getattr(transformers, encoder_class).from_pretrained(str(name_or_path))
+    except OSError as error:
+        raise XittError(
+            f"Could not load the encoder '{name_or_path}': {error}. If this machine has no "
+            f"network, fill the Hugging Face cache first with `python -m xitt.prepare <the same "
+            f"overrides>` on one that has, or point `model.name_or_path` at a local checkpoint."
+        ) from None
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def _layer_list(encoder: nn.Module) -> nn.ModuleList:
+    """The stack of transformer layers, whatever the family calls it (`encoder.layer`,
+    `encoder.block`, `layer`, `transformer.layer`): the longest ModuleList."""
+    candidates = [module for module in encoder.modules() if isinstance(module, nn.ModuleList)]
+    if not candidates:
+        raise XittError(f"Cannot find the transformer layers of {type(encoder).__name__} to freeze.")
+    return max(candidates, key=len)
+
+
+def apply_freezing(encoder: nn.Module, mode: str, k: int = 0) -> None:
+    """Freeze part of the encoder: `embeddings`, `bottom_k` (embeddings + lowest k
+    layers) or `probe` (all of it); `none` trains everything."""
+    if mode not in FREEZING_MODES:
+        raise XittError(f"Unknown freezing mode '{mode}'; choose one of {', '.join(FREEZING_MODES)}.")
+    if mode == "none":
+        return
+    if mode == "probe":
+        encoder.requires_grad_(False)
+        return
+    encoder.get_input_embeddings().requires_grad_(False)
+    for name, module in encoder.named_modules():
+        if name.split(".")[-1] in ("embeddings", "word_embedding", "embed_tokens", "shared"):
+            module.requires_grad_(False)
+    if mode == "bottom_k":
+        layers = _layer_list(encoder)
+        if not 0 <= k <= len(layers):
+            raise XittError(f"freezing.k={k} but the encoder has {len(layers)} layers; pick 0..{len(layers)}.")
+        for layer in layers[:k]:
+            layer.requires_grad_(False)

@@ -1,0 +1,132 @@
+"""Running cells as Hydra jobs: deterministic directories, one outcome file per cell,
+failures recorded without stopping the grid, and a summary when the grid ends.
+
+Kept light on imports: the stages (and torch) load only when a cell runs, so that Hydra
+answers `--help` and config errors at once.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from xitt import XittError
+
+log = logging.getLogger("xitt")
+OUTCOME_FILE = "cell.json"
+RECORDS_FILE = "records.txt"
+# Overrides that choose how a grid runs, not which cells it has: kept out of sweep names.
+MACHINERY = ("launcher", "logger", "hydra", "paths")
+
+
+def _safe_name(text: str, limit: int = 120) -> str:
+    """A file-system-safe, deterministic folder name; long ones end in a hash."""
+    name = re.sub(r"[^A-Za-z0-9=,._+-]+", "-", text).strip("-") or "default"
+    if len(name) > limit:
+        name = name[: limit - 13] + "-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    return name
+
+
+def sweep_name(overrides: list[str]) -> str:
+    """The sweep's folder: its command-line overrides, so the same command finds it again."""
+    kept = sorted(o for o in overrides if o.split("=")[0].lstrip("+~").split(".")[0].split("/")[0] not in MACHINERY)
+    return _safe_name("_".join(kept))
+
+
+SWEEP_ENV = "XITT_SWEEP_NAME"
+
+
+def _current_sweep_name(*, _root_: DictConfig) -> str:
+    """Named once, in the process that launches the grid, from the grid's own overrides,
+    and kept in the environment: each job re-composes its config from its own overrides
+    (in this process, or on a SLURM node, which inherits the environment), and must still
+    land in the same sweep folder."""
+    if SWEEP_ENV not in os.environ:
+        os.environ[SWEEP_ENV] = sweep_name(list(_root_.hydra.overrides.task))
+    return os.environ[SWEEP_ENV]
+
+
+OmegaConf.register_new_resolver("xitt_sweep_name", _current_sweep_name, replace=True)
+OmegaConf.register_new_resolver("xitt_dirname", lambda dirname: _safe_name(str(dirname)), replace=True)
+
+
+def run_job(cfg: DictConfig) -> dict[str, Any]:
+    """One Hydra job = one cell. In a multirun, a failing cell is recorded with its reason
+    and the grid goes on; in a single run, the error is shown as one paragraph."""
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    sweep = Path(hydra_cfg.sweep.dir).name if multirun else None
+    outcome: dict[str, Any] = {"overrides": list(hydra_cfg.overrides.task), "job_dir": str(job_dir)}
+    started = time.time()
+    try:
+        from xitt.stages.pipeline import CellRunner, format_scores
+
+        runner = CellRunner(cfg, sweep=sweep)
+        outcome.update(cell=runner.cell.name, cell_key=runner.cell.cell_key)
+        skipped = not runner.pending_langs()
+        records = runner.run()
+        outcome.update(status="skipped" if skipped else "done",
+                       records=[str(runner.record_path(r["lang"]).resolve()) for r in records],
+                       f1={r["lang"]: round(r["f1"], 2) for r in records})
+        (job_dir / RECORDS_FILE).write_text("".join(f"{path}\n" for path in outcome["records"]))
+        print(format_scores(records), flush=True)
+    except Exception as error:
+        outcome.update(status="failed", reason=str(error) if isinstance(error, XittError)
+                       else f"{type(error).__name__}: {error}")
+        if not isinstance(error, XittError):
+            outcome["traceback"] = traceback.format_exc()
+        if not multirun:
+            _write_outcome(job_dir, outcome, started)
+            if isinstance(error, XittError):
+                print(f"\nxitt: {error}", file=sys.stderr)
+                sys.exit(1)
+            raise
+        log.error("Cell %s failed: %s", outcome.get("cell", job_dir.name), outcome["reason"])
+    _write_outcome(job_dir, outcome, started)
+    return outcome
+
+
+def _write_outcome(job_dir: Path, outcome: dict[str, Any], started: float) -> None:
+    outcome["seconds"] = round(time.time() - started, 2)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / OUTCOME_FILE).write_text(json.dumps(outcome, indent=2))
+
+
+class GridFailed(Exception):
+    pass
+
+
+class GridSummary(Callback):
+    """At the end of a multirun: how many cells trained, were skipped or failed (and why)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started = time.time()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        os.environ.pop(SWEEP_ENV, None)  # the next grid in this process gets its own name
+        since = getattr(self, "started", 0.0) - 1
+        outcomes = [json.loads(path.read_text()) for path in sorted(sweep_dir.glob(f"*/{OUTCOME_FILE}"))
+                    if path.stat().st_mtime >= since]
+        counts = {status: sum(o["status"] == status for o in outcomes) for status in ("done", "skipped", "failed")}
+        print(f"\nGrid {sweep_dir}: {len(outcomes)} cells: {counts['done']} run, "
+              f"{counts['skipped']} skipped (already done), {counts['failed']} failed.", flush=True)
+        failed = [o for o in outcomes if o["status"] == "failed"]
+        for outcome in failed:
+            print(f"  FAILED {outcome.get('cell', outcome['job_dir'])}: {outcome['reason']}", flush=True)
+        if failed:
+            raise GridFailed(f"{len(failed)} of {len(outcomes)} cells failed; their reasons are above and in "
+                             f"{sweep_dir}/*/{OUTCOME_FILE}. Fix them and run the same command again: "
+                             f"finished cells are skipped.")

@@ -1,0 +1,335 @@
+"""Tests of the analysis on synthetic grids whose true ITT gain is known.
+
+The simulated models are classifiers whose per-example probability of being right is set
+exactly: every example has a latent difficulty shared by all models (so the models'
+errors are correlated, as on a real test set), and a model is right when a mix of that
+difficulty and its own noise falls below its accuracy.  With balanced classes and errors
+spread evenly over the wrong classes, expected macro-F1 equals accuracy, so the true F1
+gain of ITT is 100 x (accuracy with ITT - accuracy without).  The true gain is linear in
+log10(params), and every (size, ITT, seed) model gets a random seed effect shared by all
+languages, as one zero-shot model scores every language.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+from sklearn.metrics import f1_score
+
+from xitt.analysis import (ReportError, analyse, bootstrap_macro_f1, build_report,
+                           language_groups, load_results, macro_f1)
+from xitt.analysis.stats import resample_indices
+
+N_CLASSES = 3
+LABELS = ["entailment", "neutral", "contradiction"]
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
+
+
+@dataclass
+class SyntheticGrid:
+    """The truth behind a simulated grid (accuracies as probabilities)."""
+
+    params: dict[str, int] = field(default_factory=lambda: {"s": 10**6, "m": 10**7, "l": 10**8})
+    gain_at_10m: dict[str, float] = field(
+        default_factory=lambda: {"de": 0.04, "sw": 0.06, "xx": 0.05})
+    gain_slope: float = 0.03  # per decade of parameters
+    base_accuracy: float = 0.55
+    seed_sd: float = 0.01  # sd of a model's accuracy over training seeds
+    difficulty_share: float = 0.5  # share of an example's noise common to all models
+    seeds: tuple[int, ...] = (1, 2, 3)
+    n_examples: int = 500
+    itt: str = "demo"
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.gain_at_10m)
+
+    def true_gain(self, lang: str, size: str) -> float:
+        """The population F1 gain in F1 points."""
+        decades = math.log10(self.params[size]) - 7
+        return 100 * (self.gain_at_10m[lang] + self.gain_slope * decades)
+
+    def accuracy(self, lang: str, size: str, itt: str) -> float:
+        decades = math.log10(self.params[size]) - 6
+        gain = self.true_gain(lang, size) / 100 if itt != "none" else 0.0
+        return self.base_accuracy + 0.05 * decades + gain
+
+
+def simulate(truth: SyntheticGrid, rng: np.random.Generator,
+             skip: frozenset = frozenset()) -> list[tuple[dict, dict]]:
+    """(record, predictions) pairs of a simulated grid; ``skip`` holds (size, itt, lang)."""
+    test_sets = {}
+    for lang in truth.languages:
+        test_sets[lang] = (rng.integers(0, N_CLASSES, truth.n_examples),
+                           rng.standard_normal(truth.n_examples))
+    outputs = []
+    for size, params in truth.params.items():
+        for itt in ("none", truth.itt):
+            for seed in truth.seeds:
+                seed_effect = rng.normal(0.0, truth.seed_sd)
+                for lang, (gold, difficulty) in test_sets.items():
+                    if (size, itt, lang) in skip:
+                        continue
+                    accuracy = truth.accuracy(lang, size, itt) + seed_effect
+                    share = truth.difficulty_share
+                    latent = (math.sqrt(share) * difficulty
+                              + math.sqrt(1 - share) * rng.standard_normal(len(gold)))
+                    right = norm.cdf(latent) < accuracy
+                    wrong_label = (gold + rng.integers(1, N_CLASSES, len(gold))) % N_CLASSES
+                    pred = np.where(right, gold, wrong_label)
+                    outputs.append(_record_and_predictions(
+                        size, params, itt, seed, lang, gold, pred))
+    return outputs
+
+
+def _record_and_predictions(size, params, itt, seed, lang, gold, pred) -> tuple[dict, dict]:
+    cell_name = f"tiny-{size}-{itt}-xnli-zero_shot-seed{seed}"
+    record = {
+        "cell_key": f"key-{cell_name}", "cell_name": cell_name, "target_key": f"t-{cell_name}",
+        "itt_key": None if itt == "none" else f"i-{size}-{itt}-{seed}", "model": "tiny",
+        "size": size, "params": params, "itt": itt, "target": "xnli",
+        "transfer": "zero_shot", "freezing": "none", "seed": seed, "lang": lang,
+        "train_lang": "en", "f1": macro_f1(gold, pred, N_CLASSES),
+        "accuracy": 100 * float(np.mean(gold == pred)), "n": len(gold), "sweep": None,
+        "config": {"lr": 2e-5}, "versions": {"xitt": "0"},
+        "predictions": f"{lang}.predictions.json", "created": "2025-01-01T00:00:00",
+    }
+    predictions = {"ids": list(range(len(gold))), "gold": gold.tolist(), "pred": pred.tolist(),
+                   "labels": LABELS}
+    return record, predictions
+
+
+def write_results(root: Path, outputs: list[tuple[dict, dict]]) -> list[Path]:
+    """Write records as the pipeline does: <root>/<cell dir>/<lang>.json and predictions."""
+    paths = []
+    for record, predictions in outputs:
+        folder = root / record["cell_name"]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{record['lang']}.predictions.json").write_text(json.dumps(predictions))
+        path = folder / f"{record['lang']}.json"
+        path.write_text(json.dumps(record))
+        paths.append(path)
+    return paths
+
+
+def write_synthetic_results(root: Path, truth: SyntheticGrid | None = None, seed: int = 0,
+                            skip: frozenset = frozenset()) -> SyntheticGrid:
+    truth = truth or SyntheticGrid()
+    write_results(root, simulate(truth, np.random.default_rng(seed), skip))
+    return truth
+
+
+def language_gains(analysis) -> pd.DataFrame:
+    gains = analysis.gains
+    return gains[(gains["scope"] == "language") & (gains["status"] == "ok")]
+
+
+# --- macro-F1 and its bootstrap -------------------------------------------------------
+
+def test_macro_f1_matches_scikit_learn_and_the_bootstrap_recomputes_it_per_resample():
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 4, 300)
+    pred = np.where(rng.random(300) < 0.6, gold, rng.integers(0, 4, 300))
+    pred[pred == 3] = 2  # a class never predicted
+    assert macro_f1(gold, pred, 4) == pytest.approx(100 * f1_score(gold, pred, average="macro"))
+
+    replicates = bootstrap_macro_f1(gold, np.stack([pred, gold]), 4, 50,
+                                    np.random.default_rng(7))
+    indices = np.concatenate(list(resample_indices(300, 50, np.random.default_rng(7))))
+    expected = [100 * f1_score(gold[i], pred[i], average="macro") for i in indices]
+    assert replicates.shape == (2, 50)
+    np.testing.assert_allclose(replicates[0], expected)
+    np.testing.assert_allclose(replicates[1], 100.0)
+
+
+# --- estimates against the truth ------------------------------------------------------
+
+def test_gains_and_slopes_match_the_truth_and_intervals_cover_it(tmp_path):
+    truth = SyntheticGrid()
+    n_simulations = 40
+    gain_errors, gain_covered, slope_errors, slope_covered = [], [], [], []
+    for simulation in range(n_simulations):
+        root = tmp_path / f"grid{simulation}"
+        write_synthetic_results(root, truth, seed=simulation)
+        analysis = analyse(load_results([root]), n_bootstrap=200, seed=simulation)
+        for row in language_gains(analysis).itertuples():
+            true_gain = truth.true_gain(row.group, row.size)
+            gain_errors.append(row.gain - true_gain)
+            gain_covered.append(row.ci_low <= true_gain <= row.ci_high)
+        trends = analysis.trends[analysis.trends["scope"].isin(["language", "overall"])]
+        for row in trends.itertuples():
+            slope_errors.append(row.slope_per_decade - 100 * truth.gain_slope)
+            slope_covered.append(row.ci_low <= 100 * truth.gain_slope <= row.ci_high)
+
+    assert len(gain_errors) == n_simulations * 9 and len(slope_errors) == n_simulations * 4
+    assert abs(np.mean(gain_errors)) < 0.4  # unbiased: SE of this mean is about 0.15
+    assert abs(np.mean(slope_errors)) < 0.4
+    assert np.sqrt(np.mean(np.square(gain_errors))) < 3.5  # one estimate: SE about 2.3
+    assert 0.85 <= np.mean(gain_covered) <= 1.0
+    assert 0.85 <= np.mean(slope_covered) <= 1.0
+
+
+def test_paired_test_finds_a_real_gain_and_not_a_null_one(tmp_path):
+    real = SyntheticGrid(gain_at_10m={"de": 0.08}, gain_slope=0.0, seed_sd=0.0)
+    write_synthetic_results(tmp_path / "real", real, seed=1)
+    p_real = language_gains(analyse(load_results([tmp_path / "real"]), n_bootstrap=500))
+    assert (p_real["p_value"] < 0.01).all()
+
+    null_p_values = []
+    for simulation in range(8):
+        null = SyntheticGrid(gain_at_10m={"de": 0.0, "sw": 0.0}, gain_slope=0.0, seed_sd=0.0)
+        root = tmp_path / f"null{simulation}"
+        write_synthetic_results(root, null, seed=100 + simulation)
+        null_p_values += language_gains(analyse(load_results([root]), n_bootstrap=500))[
+            "p_value"].tolist()
+    assert np.mean(np.less(null_p_values, 0.05)) <= 0.15  # about 0.05 expected
+    assert np.median(null_p_values) > 0.3  # about 0.5 expected
+
+
+# --- the report -----------------------------------------------------------------------
+
+def test_missing_twins_are_listed_in_gains_and_report(tmp_path):
+    skip = frozenset({("m", "none", "de")})
+    write_synthetic_results(tmp_path / "results", skip=skip)
+    result = build_report([tmp_path / "results"], tmp_path / "report", n_bootstrap=100)
+
+    gains = pd.read_csv(result["files"]["gains.csv"])
+    missing = gains[gains["status"] == "missing_counterpart"]
+    assert missing[["size", "itt", "group"]].values.tolist() == [["m", "demo", "de"]]
+    assert result["n_missing_counterparts"] == 1
+    report = result["files"]["report.md"].read_text()
+    section = report.split("## Missing counterparts")[1].split("## ")[0]
+    assert "| tiny | xnli | zero_shot | none | en | m | 10000000 | demo | de |" in section
+    # the other languages of that size still give a pooled gain, from two languages
+    pooled = gains[(gains["scope"] == "overall") & (gains["size"] == "m")]
+    assert pooled["n_languages"].tolist() == [2]
+
+
+def test_build_report_writes_tables_plots_and_answer_and_logs_to_wandb(tmp_path):
+    write_synthetic_results(tmp_path / "results")
+
+    class RecordingRun:
+        logged: dict = {}
+
+        def log(self, values):
+            self.logged.update(values)
+
+    run = RecordingRun()
+    result = build_report([str(tmp_path / "results")], tmp_path / "report", wandb_run=run,
+                          n_bootstrap=100)
+
+    files = result["files"]
+    for name in ("summary.csv", "scores.csv", "gains.csv", "trends.csv", "report.md",
+                 "gains.tex", "scores.tex", "trends.tex"):
+        assert files[name].is_file() and files[name].stat().st_size > 0, name
+    pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
+    slug = "tiny-xnli-zero_shot-none-en"
+    assert pngs == [f"f1_vs_size_{slug}.png", f"gain_heatmap_{slug}-demo.png",
+                    f"gain_vs_size_{slug}.png"]
+
+    summary = pd.read_csv(files["summary.csv"])
+    assert len(summary) == 3 * 2 * 3 * 3  # sizes x itt x seeds x languages
+    np.testing.assert_allclose(summary["f1"], summary["f1_from_predictions"])
+    assert summary.set_index("lang")["resource"].to_dict() == {
+        "de": "high", "sw": "low", "xx": "other"}
+
+    (answer,) = result["answers"]
+    assert [g["size"] for g in answer["gains"]] == ["s", "m", "l"]
+    assert answer["slope_ci_low"] < answer["slope_per_decade"] < answer["slope_ci_high"]
+    report = files["report.md"].read_text()
+    assert answer["sentence"] in report
+    assert answer["sentence"].startswith("ITT with demo changes xnli F1 (tiny on xnli")
+    assert "at s (1M params)" in answer["sentence"] and "slope per decade" in answer["sentence"]
+    assert "\\begin{tabular}" in files["gains.tex"].read_text()
+
+    import wandb
+    assert isinstance(run.logged["report/gains"], wandb.Table)
+    assert isinstance(run.logged[f"report/gain_vs_size_{slug}"], wandb.Image)
+
+
+def test_grids_without_twins_sizes_or_predictions_still_give_a_report(tmp_path):
+    one_size = SyntheticGrid(params={"m": 10**7}, seeds=(1, 2), n_examples=100)
+    outputs = simulate(one_size, np.random.default_rng(0))
+    write_results(tmp_path / "no_itt", [o for o in outputs if o[0]["itt"] == "none"])
+    result = build_report([tmp_path / "no_itt"], tmp_path / "report1", n_bootstrap=50)
+    assert result["answers"] == [] and result["n_gains"] == 0
+    assert "No ITT cell has a no-ITT twin" in result["files"]["report.md"].read_text()
+
+    paths = write_results(tmp_path / "no_predictions", outputs)
+    for path in paths:
+        path.with_name(f"{path.stem}.predictions.json").unlink()
+    result = build_report([tmp_path / "no_predictions"], tmp_path / "report2", n_bootstrap=50)
+    (answer,) = result["answers"]
+    assert answer["slope_per_decade"] is None and "two or more sizes" in answer["sentence"]
+    gains = pd.read_csv(result["files"]["gains.csv"])
+    assert gains["p_value"].isna().all() and gains["seed_noise_included"].all()
+    assert "has no predictions file" in result["files"]["report.md"].read_text()
+
+
+def test_a_folder_without_records_raises_a_report_error_that_says_what_to_do(tmp_path):
+    (tmp_path / "empty" / ".hydra").mkdir(parents=True)
+    (tmp_path / "empty" / "wandb-summary.json").write_text('{"loss": 1.0}')
+    with pytest.raises(ReportError, match="No result records found in .*empty.*Run a grid"):
+        build_report([tmp_path / "empty"], tmp_path / "report")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_results([tmp_path / "nowhere"])
+
+
+def test_sweep_folders_follow_records_txt_and_count_each_record_once(tmp_path):
+    truth = SyntheticGrid(gain_at_10m={"de": 0.05}, seeds=(1, 2), n_examples=100)
+    paths = write_results(tmp_path / "results", simulate(truth, np.random.default_rng(0)))
+    sweep_job = tmp_path / "multirun" / "2025-01-01" / "0"
+    sweep_job.mkdir(parents=True)
+    (sweep_job / "records.txt").write_text("\n".join(str(p.resolve()) for p in paths) + "\n")
+
+    from_sweep = load_results([tmp_path / "multirun"])
+    assert len(from_sweep.records) == len(paths) and len(from_sweep.predictions) == len(paths)
+    both = load_results([tmp_path / "multirun", tmp_path / "results"])
+    assert len(both.records) == len(paths) and both.superseded.empty
+
+
+def test_a_later_record_of_the_same_run_supersedes_the_earlier_one(tmp_path):
+    truth = SyntheticGrid(gain_at_10m={"de": 0.05}, seeds=(1,), n_examples=100)
+    outputs = simulate(truth, np.random.default_rng(0))
+    write_results(tmp_path / "old", outputs)
+    record, predictions = outputs[0]
+    write_results(tmp_path / "new", [({**record, "created": "2025-02-01T00:00:00"}, predictions)])
+
+    results = load_results([tmp_path / "old", tmp_path / "new"])
+    assert len(results.records) == len(outputs)
+    assert len(results.superseded) == 1 and "old" in results.superseded["record_path"][0]
+
+
+def test_language_groups_put_unknown_codes_in_other():
+    assert language_groups("de") == ("high", "Latin")
+    assert language_groups("zh-CN") == ("high", "Han")
+    assert language_groups("ur") == ("low", "Arabic")
+    assert language_groups("xx") == ("other", "other")
+
+
+def test_notebook_runs_the_analysis_on_a_results_folder(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    write_synthetic_results(tmp_path / "results", SyntheticGrid(n_examples=200))
+    monkeypatch.setenv("XITT_RESULTS", str(tmp_path / "results"))
+    source = str(Path(__file__).resolve().parents[1] / "src")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (source, os.environ.get("PYTHONPATH")) if p))
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code"
+               for output in cell.get("outputs", [])]
+    assert any("image/png" in output.get("data", {}) for output in outputs)
+    text = "".join(output.get("text", "") for output in outputs)
+    assert "ITT with demo changes xnli F1" in text
