@@ -150,6 +150,22 @@ def test_macro_f1_matches_scikit_learn_and_the_bootstrap_recomputes_it_per_resam
     np.testing.assert_allclose(replicates[1], 100.0)
 
 
+def test_an_interval_adds_seed_noise_with_a_student_t_quantile_to_example_noise():
+    from xitt.analysis import Estimate
+
+    seeds_only = Estimate(3.0, np.full(100, 3.0), per_seed={1: 1.0, 2: 3.0, 3: 5.0},
+                          examples_resampled=False)
+    half_width = 4.302653 * 2.0 / math.sqrt(3)  # t(0.975, 2 dof) x standard error of the mean
+    assert seeds_only.interval() == pytest.approx((3.0 - half_width, 3.0 + half_width))
+
+    examples = np.random.default_rng(0).normal(3.0, 1.0, 4000)
+    both = Estimate(3.0, examples, per_seed={1: 1.0, 2: 3.0, 3: 5.0})
+    low, high = both.interval()
+    example_half_width = 1.96
+    assert high - 3.0 == pytest.approx(math.hypot(half_width, example_half_width), rel=0.05)
+    assert 3.0 - low == pytest.approx(math.hypot(half_width, example_half_width), rel=0.05)
+
+
 # --- estimates against the truth ------------------------------------------------------
 
 def test_gains_and_slopes_match_the_truth_and_intervals_cover_it(tmp_path):

@@ -98,7 +98,8 @@ def analyse(results: Results, *, n_bootstrap: int = 1000, level: float = 0.95,
     score_rows += _pooled_rows(score_estimates, level, "f1")
 
     gain_rows, gain_estimates = _gains(cell_estimates, level)
-    gain_rows += _pooled_rows(gain_estimates, level, "gain")
+    gain_rows += [{**row, "status": OK, "note": ""}
+                  for row in _pooled_rows(gain_estimates, level, "gain")]
 
     return Analysis(
         summary=summary,
@@ -213,8 +214,7 @@ def _pooled_rows(per_language: Mapping[Key, Estimate], level: float, value_name:
     for (cell, scope, group), estimates in members.items():
         pooled = combine(estimates, [1.0 / len(estimates)] * len(estimates))
         rows.append({**_row(cell, scope, group, pooled, level, value_name),
-                     "n_languages": len(estimates),
-                     **({"status": OK, "note": ""} if value_name == "gain" else {})})
+                     "n_languages": len(estimates)})
     return rows
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .gains import OK
 from .records import NO_ITT
 from .tables import group_label, size_label
 
@@ -25,7 +26,7 @@ _MAX_COLUMNS = 4
 def plot_gain_vs_size(gains: pd.DataFrame) -> Figure:
     """ITT gain against parameter count (log scale), one panel per language and one for
     the mean over languages, one line per intermediate task, shaded confidence band."""
-    return _by_size_panels(gains[gains["status"] == "ok"], "gain", "ITT gain (F1 points)",
+    return _by_size_panels(gains[gains["status"] == OK], "gain", "ITT gain (F1 points)",
                            zero_line=True)
 
 
@@ -91,7 +92,8 @@ def _by_size_panels(table: pd.DataFrame, value_column: str, ylabel: str,
         axes.set_ylabel(ylabel)
     for unused in figure.axes[len(panels):]:
         unused.set_visible(False)
-    figure.axes[0].legend(title="ITT", fontsize=7)
+    if figure.axes[0].get_legend_handles_labels()[0]:
+        figure.axes[0].legend(title="ITT", fontsize=7)
     return figure
 
 

@@ -160,7 +160,7 @@ def load_results(sources: Iterable[str | Path]) -> Results:
                               "Pass the folder a grid wrote its records to.")
         candidates, missing = find_record_candidates(source)
         problems += missing
-        rows = {path.resolve(): row for path in candidates
+        rows = {path: row for path in dict.fromkeys(p.resolve() for p in candidates)
                 if (row := _read_row_or_note(path, problems)) is not None}
         if not rows:
             raise ReportError(_no_records_message(source, len(candidates)))
@@ -193,7 +193,7 @@ def _read_row_or_note(path: Path, problems: list[str]) -> dict | None:
             problems.append(f"{path} sits next to a predictions file but is not a readable record")
         return None
     try:
-        return _record_row(path.resolve(), record)
+        return _record_row(path, record)
     except (TypeError, ValueError) as error:
         problems.append(f"{path} is not a valid record: {error}")
         return None

@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .gains import MISSING_COUNTERPART, Analysis, analyse
+from .gains import OK, Analysis, analyse
 from .plots import plot_f1_vs_size, plot_gain_heatmap, plot_gain_vs_size
-from .records import NO_ITT, SETTING_KEYS, load_results
+from .records import SETTING_KEYS, load_results
 from .tables import (format_interval, format_params, interval_matrix, to_latex, to_markdown,
                      trend_table)
 
@@ -70,7 +70,7 @@ def write_report(analysis: Analysis, out_dir: Path, wandb_run=None) -> dict:
         "out_dir": out_dir,
         "files": files,
         "n_records": len(analysis.summary),
-        "n_gains": int((analysis.gains["status"] == "ok").sum()) if len(analysis.gains) else 0,
+        "n_gains": int((analysis.gains["status"] == OK).sum()),
         "n_missing_counterparts": len(analysis.missing_counterparts),
         "answers": answer_list,
     }
@@ -93,9 +93,9 @@ def setting_title(setting: dict) -> str:
 def answers(analysis: Analysis) -> list[dict]:
     """Per setting and intermediate task: gain per size over all languages, and the slope."""
     gains = analysis.gains
-    overall_gains = gains[(gains["scope"] == "overall") & (gains["status"] == "ok")]
+    overall_gains = gains[(gains["scope"] == "overall") & (gains["status"] == OK)]
     trends = analysis.trends
-    overall_trends = trends[trends["scope"] == "overall"] if len(trends) else trends
+    overall_trends = trends[trends["scope"] == "overall"]
     result = []
     for setting, rows in by_setting(overall_gains):
         for itt, itt_rows in rows.groupby("itt", sort=True):
@@ -110,8 +110,8 @@ def answers(analysis: Analysis) -> list[dict]:
                 trend = trend[trend[key] == value]
             if len(trend):
                 slope = trend.iloc[0]
-                answer.update(slope_per_decade=slope.slope_per_decade,
-                              slope_ci_low=slope.ci_low, slope_ci_high=slope.ci_high)
+                answer.update(slope_per_decade=float(slope.slope_per_decade),
+                              slope_ci_low=float(slope.ci_low), slope_ci_high=float(slope.ci_high))
             answer["sentence"] = answer_sentence(answer)
             result.append(answer)
     return result
@@ -223,7 +223,7 @@ def _figures(analysis: Analysis) -> Iterator[tuple[str, Figure]]:
     for key, scores in _setting_items(analysis.scores):
         slug = _slug(key)
         found = gains_by_setting.get(key, analysis.gains.iloc[:0])
-        found = found[found["status"] == "ok"]
+        found = found[found["status"] == OK]
         if len(found):
             yield f"gain_vs_size_{slug}.png", plot_gain_vs_size(found)
         for itt in sorted(found["itt"].unique()):

@@ -13,6 +13,8 @@ import math
 
 import pandas as pd
 
+from .gains import OK
+
 SIGNIFICANCE_THRESHOLD = 0.05
 _SCOPE_TITLES = {"resource": "resource", "script": "script", "overall": "all languages"}
 
@@ -84,7 +86,7 @@ def trend_table(trends: pd.DataFrame) -> pd.DataFrame:
         "language": [group_label(s, g) for s, g in zip(trends["scope"], trends["group"])],
         "sizes": trends["sizes"],
         "slope per decade [CI]": [
-            format_interval(v, lo, hi) if status == "ok" else status.replace("_", " ")
+            format_interval(v, lo, hi) if status == OK else status.replace("_", " ")
             for v, lo, hi, status in zip(trends["slope_per_decade"], trends["ci_low"],
                                          trends["ci_high"], trends["status"])],
     })

@@ -1,15 +1,26 @@
 """The DataModule of one stage: the task's training set in the training language(s) and
-one test set per evaluation language, tokenised once and padded per batch."""
+one test set per evaluation language, tokenised once and padded per batch.
 
+With a `cache_dir`, reading and tokenising happen once per node, in Lightning's
+`prepare_data` (one process per node, before the others start): each split is saved
+tokenised under the hash of what determines it, and every rank's `setup` memory-maps it.
+Without one (a single process, or tests), the splits are tokenised in memory."""
+
+import os
+import shutil
+import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import datasets
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from xitt.data.tasks import load_split
+from xitt.keys import content_key
 
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "label", "row")
 
@@ -18,7 +29,7 @@ class TaskDataModule(pl.LightningDataModule):
     def __init__(self, task: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase,
                  train_langs: Sequence[str] = (), eval_langs: Sequence[str] = (),
                  batch_size: int = 32, eval_batch_size: int = 128, max_length: int = 128,
-                 num_workers: int = 0):
+                 num_workers: int = 0, cache_dir: str | Path | None = None):
         super().__init__()
         self.task = task
         self.tokenizer = tokenizer
@@ -30,6 +41,7 @@ class TaskDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.collate = DataCollatorWithPadding(tokenizer)
         self.test_ids: dict[str, list[str]] = {}
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
 
     def _tokenised(self, dataset: datasets.Dataset) -> datasets.Dataset:
         fields = list(self.task["text_fields"])
@@ -39,19 +51,53 @@ class TaskDataModule(pl.LightningDataModule):
 
         dataset = dataset.add_column("row", list(range(len(dataset))))
         dataset = dataset.map(tokenise, batched=True, desc=None)
-        keep = [column for column in MODEL_COLUMNS if column in dataset.column_names]
-        return dataset.select_columns(keep).with_format("torch")
+        keep = [column for column in (*MODEL_COLUMNS, "id") if column in dataset.column_names]
+        return dataset.select_columns(keep)
+
+    def _splits(self) -> list[tuple[str, str]]:
+        return ([(lang, self.task["train_split"]) for lang in self.train_langs]
+                + [(lang, self.task["test_split"]) for lang in self.eval_langs])
+
+    def _cache_folder(self, lang: str, split: str) -> Path:
+        """Keyed by everything that determines the tokenised rows: the task's data settings
+        (not its training hyper-parameters), the language, split, tokenizer and length."""
+        data = {name: value for name, value in self.task.items() if name not in ("hparams", "eval_batch_size")}
+        tokenizer = {"name": self.tokenizer.name_or_path, "class": type(self.tokenizer).__name__,
+                     "size": len(self.tokenizer)}
+        key = content_key({"task": data, "lang": lang, "split": split, "tokenizer": tokenizer,
+                           "max_length": self.max_length})
+        return self.cache_dir / f"{self.task['name']}-{lang}-{split}-{key}"
+
+    def _prepared(self, lang: str, split: str) -> datasets.Dataset:
+        """One language's split, tokenised: from the cache (written first if missing), or
+        in memory without a cache."""
+        if self.cache_dir is None:
+            return self._tokenised(load_split(self.task, lang, split))
+        folder = self._cache_folder(lang, split)
+        if not (folder / "dataset_info.json").is_file():
+            tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
+            self._tokenised(load_split(self.task, lang, split)).save_to_disk(str(tmp))
+            try:
+                os.rename(tmp, folder)
+            except OSError:  # another job stored the same split meanwhile: keep theirs
+                shutil.rmtree(tmp, ignore_errors=True)
+        return datasets.load_from_disk(str(folder))
+
+    def prepare_data(self) -> None:
+        if self.cache_dir is not None:
+            for lang, split in self._splits():
+                self._prepared(lang, split)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_langs and not hasattr(self, "train_set"):
-            parts = [load_split(self.task, lang, self.task["train_split"]) for lang in self.train_langs]
-            self.train_set = self._tokenised(datasets.concatenate_datasets(parts))
+            parts = [_model_view(self._prepared(lang, self.task["train_split"])) for lang in self.train_langs]
+            self.train_set = datasets.concatenate_datasets(parts).with_format("torch")
         if self.eval_langs and not hasattr(self, "test_sets"):
             self.test_sets = []
             for lang in self.eval_langs:
-                raw = load_split(self.task, lang, self.task["test_split"])
-                self.test_ids[lang] = [str(i) for i in raw["id"]]
-                self.test_sets.append(self._tokenised(raw))
+                prepared = self._prepared(lang, self.task["test_split"])
+                self.test_ids[lang] = [str(i) for i in prepared["id"]]
+                self.test_sets.append(_model_view(prepared).with_format("torch"))
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True,
@@ -59,5 +105,20 @@ class TaskDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         return [DataLoader(test_set, batch_size=self.eval_batch_size, shuffle=False,
-                           collate_fn=self.collate, num_workers=self.num_workers)
+                           sampler=self._test_sampler(test_set), collate_fn=self.collate,
+                           num_workers=self.num_workers)
                 for test_set in self.test_sets]
+
+    def _test_sampler(self, test_set: datasets.Dataset) -> Sampler | None:
+        """Under DDP each rank scores its own share of a test set, and no example twice:
+        Lightning's default distributed sampler evens out the shares by repeating
+        examples, which F1 would then count twice."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return None
+        return UnrepeatedDistributedSampler(test_set, num_replicas=trainer.world_size, rank=trainer.global_rank,
+                                            shuffle=False)
+
+
+def _model_view(dataset: datasets.Dataset) -> datasets.Dataset:
+    return dataset.select_columns([column for column in MODEL_COLUMNS if column in dataset.column_names])

@@ -1,94 +1,417 @@
 """Reading a task's examples, whatever their source, into one shape.
 
 A task is declared once, in its config file (`conf/itt/*.yaml`, `conf/target/*.yaml`):
-source, languages, splits, text fields, label set, hyper-parameters. Every reader returns a
-`datasets.Dataset` with the columns `id`, the task's text fields, and `label` as an index
-into the task's label list, so that a class means the same in every language and source.
+source, languages, splits, text fields, label set, hyper-parameters, and one section per
+source it can be read from (`hub:` for the Hugging Face hub, `local:` for files on disk).
+Every reader returns a `datasets.Dataset` with the columns `id`, the task's text fields,
+and `label` as an index into the task's label list, so that a class means the same in
+every language and source. docs/tasks.md describes the declaration field by field.
+
+Where the rows of one (language, split) come from is worked out once, by `data_parts`, and
+used by the reader, by the offline asset check and by `python -m xitt.prepare`, so the
+three cannot disagree.
 """
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
 
 from xitt import XittError
 from xitt.data import demo
+from xitt.data.readers import read_table
+
+SOURCES = ("demo", "hub", "local")
+TRANSLATE_TRAIN = "translate_train"
+# The shuffle that carves a train/test split out of one split is fixed, not the run's
+# seed: every cell, seed and language must see the same split (XNLI's languages are the
+# same pairs translated, so one permutation of row numbers keeps them parallel).
+SPLIT_SHUFFLE_SEED = 0
+
+
+def resolve_task(node: DictConfig) -> dict[str, Any]:
+    """A task's config as a plain dict, with its label scheme applied; a scheme the task
+    does not declare fails here, listing the ones it does, before anything is read."""
+    schemes = node.get("label_schemes")
+    if schemes is not None and node.get("label_scheme") not in schemes:
+        raise XittError(
+            f"Task '{node.name}' has no label scheme '{node.get('label_scheme')}'. Its schemes are: "
+            f"{', '.join(schemes)}; choose one with `<group>.label_scheme=<name>` (e.g. `target.label_scheme=stars`)."
+        )
+    task = OmegaConf.to_container(node, resolve=True)
+    if task.get("source", "demo") not in SOURCES:
+        raise XittError(f"Task '{task['name']}' has source '{task['source']}'; the sources are "
+                        f"{', '.join(SOURCES)} (e.g. `target.source=local target.path=/data/{task['name']}`).")
+    return task
 
 
 def task_languages(task: Mapping[str, Any]) -> list[str]:
     return list(task["languages"])
 
 
-def missing_data_assets(task: Mapping[str, Any]) -> list[str]:
-    """What an offline machine lacks to read this task (empty when all is there)."""
-    if task["source"] != "hub":
-        return []
-    from huggingface_hub import constants
-
-    if not constants.HF_HUB_OFFLINE:
-        return []
-    hub = task["hub"]
-    names = [str(hub["name"]).format(lang=lang) for lang in task_languages(task)] if hub.get("name") else [None]
-    missing = []
-    for name in names:
-        try:
-            datasets.load_dataset_builder(hub["path"], name)
-        except Exception:  # any failure here means: not usable offline
-            missing.append(f"data set {hub['path']}" + (f" ({name})" if name else ""))
-    return missing
-
-
-def load_split(task: Mapping[str, Any], lang: str, split: str) -> datasets.Dataset:
-    """One split of one language of a task, with unified columns and labels."""
+def _check_language(task: Mapping[str, Any], lang: str) -> None:
     if lang not in task_languages(task):
         raise XittError(
             f"Task '{task['name']}' has no language '{lang}'. Its languages are: "
             f"{', '.join(task_languages(task))}. Pick some of them with `target_lang.langs=[...]`."
         )
+
+
+# -- where the rows come from ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HubPart:
+    """One split of one configuration of a data set on the Hugging Face hub."""
+
+    path: str
+    name: str | None
+    split: str
+    revision: str | None = None
+    data_dir: str | None = None
+
+    @property
+    def dataset(self) -> str:
+        """The data set as `prepare` downloads it and the offline check names it."""
+        extras = [value for value in (self.name, self.data_dir and f"data_dir={self.data_dir}",
+                                      self.revision and f"revision={self.revision}") if value]
+        return f"data set {self.path}" + (f" ({', '.join(extras)})" if extras else "")
+
+    def describe(self) -> str:
+        return f"{self.dataset} split {self.split}"
+
+
+@dataclass(frozen=True)
+class FilePart:
+    """One local file, or the rows of one split in it when a column names the split."""
+
+    path: Path
+    file_format: str
+    split: str | None = None  # the source's name for the split (file name part or column value)
+    fields: tuple[str, ...] | None = None
+    split_column: str | None = None
+
+    def describe(self) -> str:
+        where = f" (rows with {self.split_column} = {self.split})" if self.split_column else ""
+        return f"local file {self.path}{where}"
+
+
+def _section(task: Mapping[str, Any]) -> dict[str, Any]:
+    """The declaration of the task's current source (`hub:` or `local:`)."""
     source = task["source"]
-    if source == "demo":
-        return datasets.Dataset.from_dict(demo.demo_rows(task["corpus"], lang, split))
-    if source == "hub":
-        return _read_hub(task, lang, split)
-    raise XittError(f"Task '{task['name']}' has source '{source}'; known sources are demo and hub.")
+    section = task.get(source)
+    if not section:
+        raise XittError(
+            f"Task '{task['name']}' is set to source '{source}' but declares no `{source}:` section "
+            f"saying where its data is. Add one to its config (see docs/tasks.md) or pick another "
+            f"source with `<group>.source=...`."
+        )
+    return dict(section)
 
 
-def _read_hub(task: Mapping[str, Any], lang: str, split: str) -> datasets.Dataset:
+class _Placeholders(dict):
+    """The values a file pattern, config name or split name may use: {lang}, {lang_name}
+    (the language's folder or config name, from the task's `lang_names`), {split}, {round}."""
+
+    def __init__(self, task: Mapping[str, Any], lang: str, **values: Any):
+        super().__init__(lang=lang, **values)
+        self.task = task
+
+    def __missing__(self, key: str) -> str:
+        if key == "lang_name":
+            names = self.task.get("lang_names") or {}
+            if self["lang"] in names:
+                return names[self["lang"]]
+            raise XittError(
+                f"Task '{self.task['name']}' names its files or configs by language name, but its "
+                f"`lang_names` has no entry for '{self['lang']}' (it has: {', '.join(names) or 'none'}). "
+                f"Add `{self['lang']}: <folder or config name>` to `lang_names` in the task config."
+            )
+        raise XittError(f"Task '{self.task['name']}' uses the placeholder {{{key}}}, which is not one of "
+                        f"{{lang}}, {{lang_name}}, {{split}}, {{round}}. Fix the pattern in its config.")
+
+
+def _fill(template: Any, values: _Placeholders) -> str | None:
+    return None if template is None else str(template).format_map(values)
+
+
+def translate_train_source_lang(task: Mapping[str, Any]) -> str:
+    """The language the translations were made from (it trains on the original data)."""
+    return (task.get(TRANSLATE_TRAIN) or {}).get("from_lang", "en")
+
+
+def translate_train_section(task: Mapping[str, Any]) -> dict[str, Any]:
+    """Where the task's machine-translated training sets are for its current source (the
+    overrides of its source section); fails, saying what to do, for a task without them."""
+    declared = task.get(TRANSLATE_TRAIN) or {}
+    if task.get("source") not in declared:
+        offered = [source for source in SOURCES if source in declared]
+        raise XittError(
+            f"Task '{task['name']}' has no machine-translated training sets for source "
+            f"'{task['source']}' ({'it declares them for: ' + ', '.join(offered) if offered else 'it declares none'}), "
+            f"so `transfer=translate_train` cannot run on it. Use `transfer=zero_shot` or "
+            f"`transfer=target_finetune`, or declare where the translations are under "
+            f"`{TRANSLATE_TRAIN}.{task['source']}` in the task config (see docs/tasks.md)."
+        )
+    return dict(declared[task["source"]])
+
+
+def _carves(task: Mapping[str, Any], split: str) -> bool:
+    """Whether `split` is one of the two halves cut out of `split_from` (see `split_note`)."""
+    return task.get("split_ratio") is not None and split in (task["train_split"], task["test_split"])
+
+
+def _source_split(task: Mapping[str, Any], lang: str, split: str) -> tuple[dict[str, Any], str | None]:
+    """The source section to read (with the task's translate-train declaration applied)
+    and the source's own name for the split."""
+    section = _section(task)
+    if split == TRANSLATE_TRAIN:
+        if lang == translate_train_source_lang(task):
+            # nothing to translate: the source language trains on the original training set
+            return _source_split(task, lang, task["train_split"])
+        section.update(translate_train_section(task))
+        return section, section.get("split")
+    splits = section.get("splits") or {}
+    if split not in splits:
+        raise XittError(
+            f"Task '{task['name']}' ({task['source']} source) has no '{split}' split; it has: "
+            f"{', '.join(splits) or 'none'}. Use one of them (`<group>.train_split=...`, "
+            f"`<group>.test_split=...`), or carve a train and a test split out of one with "
+            f"`<group>.split_ratio=0.7 <group>.split_from=<split>`."
+        )
+    return section, str(splits[split])
+
+
+def data_parts(task: Mapping[str, Any], lang: str, split: str) -> list[HubPart | FilePart]:
+    """Where the rows of one language and split of a task come from (several parts when
+    the split is a concatenation, e.g. ANLI's rounds). Carved splits point at the split they
+    are carved from; demo tasks need no data and have no parts."""
+    _check_language(task, lang)
+    if task["source"] == "demo":
+        return []
+    if _carves(task, split):
+        split = task["split_from"]
+    section, source_split = _source_split(task, lang, split)
+    templates = [source_split, section.get("name"), section.get("pattern"), section.get("data_dir")]
+    rounds = task.get("rounds") if any("{round}" in str(t) for t in templates if t) else [None]
+    if not rounds:
+        raise XittError(f"Task '{task['name']}' reads one split per round but `rounds` is empty; "
+                        f"set e.g. `itt.rounds=[1,2,3]`.")
+    parts: list[HubPart | FilePart] = []
+    for round_ in rounds:
+        values = _Placeholders(task, lang, round=round_)
+        split_name = _fill(source_split, values)
+        values["split"] = split_name
+        if task["source"] == "hub":
+            parts.append(HubPart(path=section["path"], name=_fill(section.get("name"), values), split=split_name,
+                                 revision=section.get("revision"), data_dir=_fill(section.get("data_dir"), values)))
+            continue
+        folder = task.get("path")
+        if not folder:
+            raise XittError(
+                f"Task '{task['name']}' reads local files but has no `path`: set it to the folder "
+                f"that holds them, e.g. `target.path=/data/{task['name']}` (or `itt.path=...`)."
+            )
+        pattern = _fill(section["pattern"], values)
+        file_format = section.get("format") or Path(pattern).suffix.lstrip(".")
+        fields = section.get("fields")
+        parts.append(FilePart(path=Path(folder) / pattern, file_format=file_format, split=split_name,
+                              fields=tuple(fields) if fields is not None else None,
+                              split_column=section.get("split_column")))
+    return parts
+
+
+def missing_data_assets(task: Mapping[str, Any], lang: str, split: str) -> list[str]:
+    """What this machine lacks to read one language and split of a task (empty when all is
+    there): local files that do not exist, or, offline, hub data sets not in the cache."""
+    parts = data_parts(task, lang, split)
+    missing = [part.describe() for part in parts if isinstance(part, FilePart) and not part.path.is_file()]
+    hub_parts = [part for part in parts if isinstance(part, HubPart)]
+    if hub_parts:
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE or datasets.config.HF_DATASETS_OFFLINE:
+            for part in hub_parts:
+                try:
+                    datasets.load_dataset_builder(part.path, part.name, revision=part.revision, data_dir=part.data_dir)
+                except Exception:  # any failure here means: not usable offline
+                    missing.append(part.dataset)
+    return list(dict.fromkeys(missing))
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def load_split(task: Mapping[str, Any], lang: str, split: str) -> datasets.Dataset:
+    """One split of one language of a task, with unified columns and labels; carved out of
+    another split when the task has a `split_ratio`, and reduced to a fixed number of
+    examples per class when it has a `train_sample` (few-shot training)."""
+    _check_language(task, lang)
+    if task["source"] == "demo":
+        if _carves(task, split):
+            whole = datasets.Dataset.from_dict(demo.demo_rows(task["corpus"], lang, task["split_from"]))
+        else:
+            whole = datasets.Dataset.from_dict(demo.demo_rows(task["corpus"], lang, split))
+    else:
+        parts = [_read_part(task, part, lang, split) for part in data_parts(task, lang, split)]
+        whole = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    rows = _carve(task, whole, split) if _carves(task, split) else whole
+    if split == task.get("train_split") and task.get("train_sample"):
+        rows = _sample_per_class(task, rows, lang)
+    return rows
+
+
+def _read_part(task: Mapping[str, Any], part: HubPart | FilePart, lang: str, split: str) -> datasets.Dataset:
+    section, _ = _source_split(task, lang, task["split_from"] if _carves(task, split) else split)
+    if isinstance(part, HubPart):
+        raw = _read_hub(task, part)
+    else:
+        raw = _read_file(task, part)
+    return _unify(raw, task, section, where=part.describe(), id_prefix=part.split or part.path.stem)
+
+
+def _read_hub(task: Mapping[str, Any], part: HubPart) -> datasets.Dataset:
     """A split from the Hugging Face hub (or its local cache when offline)."""
-    hub = task["hub"]
-    config_name = hub.get("name")
-    if config_name:
-        config_name = str(config_name).format(lang=lang)
     try:
-        raw = datasets.load_dataset(hub["path"], config_name, split=split)
+        return datasets.load_dataset(part.path, part.name, split=part.split, revision=part.revision,
+                                     data_dir=part.data_dir)
     except (FileNotFoundError, ConnectionError, OSError, ValueError) as error:
         raise XittError(
-            f"Could not load data set '{hub['path']}'{f' ({config_name})' if config_name else ''} "
-            f"split '{split}' for task '{task['name']}': {error}. When offline, fill the cache "
-            f"first with `python -m xitt.prepare <the same overrides>` on a machine with network."
+            f"Could not load {part.describe()} for task '{task['name']}': {error}. When offline, fill "
+            f"the cache first with `python -m xitt.prepare <the same overrides>` on a machine with "
+            f"network, or read the task from local files (`<group>.source=local <group>.path=...`)."
         ) from None
-    return _unify(raw, task)
 
 
-def _unify(raw: datasets.Dataset, task: Mapping[str, Any]) -> datasets.Dataset:
-    """Rename text columns to the task's fields and map labels onto the task's label list
-    (by name where the source has class names, so that integer codes cannot be misread)."""
-    columns = dict(task.get("columns") or {})
-    for ours, theirs in columns.items():
-        if theirs != ours:
-            raw = raw.rename_column(theirs, ours)
-    labels = list(task["labels"])
-    feature = raw.features["label"]
-    names = feature.names if isinstance(feature, datasets.ClassLabel) else None
-    if names is not None:
-        unknown = [name for name in names if name not in labels]
-        if unknown:
+def _read_file(task: Mapping[str, Any], part: FilePart) -> datasets.Dataset:
+    """A local file through the reader of its format; the rows of one split when a column
+    names the split."""
+    if not part.path.is_file():
+        folder = part.path.parent
+        where = (f"the folder {folder} does not exist" if not folder.is_dir()
+                 else f"there is no file {part.path.name} in {folder}")
+        raise XittError(
+            f"Task '{task['name']}' cannot read its local data: {where}. It reads "
+            f"'{_section(task)['pattern']}' under its `path` ({task.get('path')}). Point `path` at the "
+            f"folder that holds these files (`target.path=...` or `itt.path=...`), or change the "
+            f"file-name pattern with `<group>.local.pattern=...`."
+        )
+    columns = read_table(part.path, part.file_format, part.fields)
+    if part.split_column:
+        if part.split_column not in columns:
+            raise XittError(f"Task '{task['name']}' picks its splits by the column '{part.split_column}', "
+                            f"which {part.path} lacks (its columns: {', '.join(columns)}). "
+                            f"Fix `local.split_column` in the task config.")
+        keep = [index for index, value in enumerate(columns[part.split_column]) if str(value) == part.split]
+        columns = {name: [values[index] for index in keep] for name, values in columns.items()}
+    return datasets.Dataset.from_dict(columns)
+
+
+def _label_lookup(task: Mapping[str, Any], section: Mapping[str, Any], raw_values: list[Any],
+                  class_names: list[str] | None, where: str) -> dict[Any, int]:
+    """Each raw label value's index in the task's label list: a class name from the data's
+    own class list (so integer codes are never read by position), else the value as text;
+    then the source's `label_map`, then the task's (its label scheme)."""
+    labels = [str(label) for label in task["labels"]]
+    source_map = {str(key): str(value) for key, value in (section.get("label_map") or {}).items()}
+    task_map = {str(key): str(value) for key, value in (task.get("label_map") or {}).items()}
+    lookup, unknown = {}, []
+    for value in raw_values:
+        name = class_names[value] if class_names and isinstance(value, int) and 0 <= value < len(class_names) else value
+        name = str(name)
+        name = source_map.get(name, name)
+        name = task_map.get(name, name)
+        if name in labels:
+            lookup[value] = labels.index(name)
+        else:
+            unknown.append(value)
+    if unknown:
+        shown = ", ".join(repr(value) for value in sorted(unknown, key=str)[:10])
+        raise XittError(
+            f"Task '{task['name']}': {where} has label values {shown} that are not among the task's "
+            f"labels {labels}. Map them in the task config's `label_map` (source value: task label)"
+            f"{' (a value of -1 marks an unlabelled test set: evaluate on another split)' if -1 in unknown else ''}."
+        )
+    return lookup
+
+
+def _unify(raw: datasets.Dataset, task: Mapping[str, Any], section: Mapping[str, Any], where: str,
+           id_prefix: str) -> datasets.Dataset:
+    """Rename the source's columns to the task's fields (`columns: {ours: theirs}`) and map
+    its labels onto the task's label list; rows without an id get `<split>-<row number>`,
+    the same in every language of a parallel data set."""
+    mapping = dict(section.get("columns") or {})
+    wanted = [*task["text_fields"], "label"]
+    absent = [field for field in wanted if mapping.get(field, field) not in raw.column_names]
+    if absent:
+        raise XittError(
+            f"Task '{task['name']}': {where} has no column "
+            f"{', '.join(repr(mapping.get(field, field)) for field in absent)} (for the task's "
+            f"{', '.join(absent)}); its columns are: {', '.join(raw.column_names)}. Map them in the "
+            f"task config's `{task['source']}.columns` ({{task field: source column}})."
+        )
+    label_column = mapping.get("label", "label")
+    feature = raw.features[label_column]
+    class_names = feature.names if isinstance(feature, datasets.ClassLabel) else None
+    lookup = _label_lookup(task, section, raw.unique(label_column), class_names, where)
+    id_column = mapping.get("id", "id")
+    has_id = id_column in raw.column_names
+
+    def unify(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        out = {field: batch[mapping.get(field, field)] for field in task["text_fields"]}
+        out["label"] = [lookup[value] for value in batch[label_column]]
+        out["id"] = ([str(value) for value in batch[id_column]] if has_id
+                     else [f"{id_prefix}-{index:07d}" for index in indices])
+        return out
+
+    unified = raw.map(unify, batched=True, with_indices=True, remove_columns=raw.column_names, desc=None)
+    return unified.select_columns(["id", *task["text_fields"], "label"])
+
+
+# -- carving and sampling ----------------------------------------------------------------
+
+
+def split_note(task: Mapping[str, Any]) -> str | None:
+    """How the task's train and test splits were made when one was carved from another
+    (kept in every result record); None when both are the source's own."""
+    ratio = task.get("split_ratio")
+    if ratio is None:
+        return None
+    ratio = float(ratio)
+    return (f"{task['train_split']} = {ratio:.0%} and {task['test_split']} = {1 - ratio:.0%} of the "
+            f"'{task['split_from']}' split of the {task['source']} data, by a fixed shuffle "
+            f"(seed {SPLIT_SHUFFLE_SEED}) of its rows")
+
+
+def _carve(task: Mapping[str, Any], whole: datasets.Dataset, split: str) -> datasets.Dataset:
+    ratio = float(task["split_ratio"])
+    if not 0 < ratio < 1:
+        raise XittError(f"Task '{task['name']}' has split_ratio={ratio}; it is the training share "
+                        f"of the carved split and must lie strictly between 0 and 1 (e.g. 0.7).")
+    order = np.random.default_rng(SPLIT_SHUFFLE_SEED).permutation(len(whole))
+    cut = int(round(ratio * len(whole)))
+    rows = order[:cut] if split == task["train_split"] else order[cut:]
+    return whole.select(sorted(rows.tolist()))
+
+
+def _sample_per_class(task: Mapping[str, Any], rows: datasets.Dataset, lang: str) -> datasets.Dataset:
+    """`train_sample.per_class` examples of each class, drawn with `train_sample.seed`; the
+    draw for k is a prefix of the draw for a larger k with the same seed, so growing k
+    adds examples rather than replacing them."""
+    per_class, seed = int(task["train_sample"]["per_class"]), int(task["train_sample"]["seed"])
+    labels = np.asarray(rows["label"])
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for index, name in enumerate(task["labels"]):
+        candidates = np.flatnonzero(labels == index)
+        if len(candidates) < per_class:
             raise XittError(
-                f"Task '{task['name']}' declares labels {labels} but its data has {names}; "
-                f"fix `labels` in the task config."
+                f"Task '{task['name']}' ({lang}) has {len(candidates)} training examples of class "
+                f"'{name}', fewer than the {per_class} per class asked for; lower `transfer.k`."
             )
-        order = [labels.index(name) for name in names]
-        raw = raw.map(lambda row: {"label": order[row["label"]]})
-    if "id" not in raw.column_names:
-        raw = raw.add_column("id", [str(i) for i in range(len(raw))])
-    return raw.select_columns(["id", *task["text_fields"], "label"])
+        chosen.extend(rng.permutation(candidates)[:per_class].tolist())
+    return rows.select(sorted(chosen))

@@ -49,8 +49,24 @@ def build_encoder(model: Mapping[str, Any], vocab_size: int, pad_token_id: int, 
 
 
 def load_encoder(name_or_path: str | Path, encoder_class: str = "AutoModel") -> nn.Module:
+    """Load an encoder with the family's class: `AutoModel` for encoder-only families, an
+    encoder-only class such as `MT5EncoderModel` for encoder-decoder checkpoints (whose
+    AutoModel would need decoder inputs)."""
+    loader = getattr(transformers, encoder_class, None)
+    if loader is None:
+        raise XittError(f"transformers has no class '{encoder_class}' (model.encoder_class); use AutoModel "
+                        f"or an encoder-only class such as MT5EncoderModel or T5EncoderModel.")
     try:
-        return getattr(transformers, encoder_class).from_pretrained(str(name_or_path))
+        if encoder_class == "AutoModel":
+            config = transformers.AutoConfig.from_pretrained(str(name_or_path))
+            if config.is_encoder_decoder:
+                family = type(config).__name__.removesuffix("Config")
+                raise XittError(
+                    f"'{name_or_path}' is an encoder-decoder ({family}); xitt trains its encoder only. "
+                    f"Load it with `+model.encoder_class={family}EncoderModel model.pooling=mean` "
+                    f"(or use the family config, e.g. `model=mt5`)."
+                )
+        return loader.from_pretrained(str(name_or_path))
     except OSError as error:
         raise XittError(
             f"Could not load the encoder '{name_or_path}': {error}. If this machine has no "
@@ -65,11 +81,14 @@ def count_parameters(module: nn.Module) -> int:
 
 def _layer_list(encoder: nn.Module) -> nn.ModuleList:
     """The stack of transformer layers, whatever the family calls it (`encoder.layer`,
-    `encoder.block`, `layer`, `transformer.layer`): the longest ModuleList."""
+    `encoder.block`, `layer`, `transformer.layer`): the first ModuleList as long as the
+    config's layer count (T5 blocks hold ModuleLists of sub-layers too), else the longest."""
     candidates = [module for module in encoder.modules() if isinstance(module, nn.ModuleList)]
     if not candidates:
         raise XittError(f"Cannot find the transformer layers of {type(encoder).__name__} to freeze.")
-    return max(candidates, key=len)
+    layers = getattr(getattr(encoder, "config", None), "num_hidden_layers", None)
+    exact = [module for module in candidates if len(module) == layers]
+    return exact[0] if exact else max(candidates, key=len)
 
 
 def apply_freezing(encoder: nn.Module, mode: str, k: int = 0) -> None:

@@ -44,6 +44,18 @@ class ClassificationHead(nn.Module):
         return self.out(self.dropout(torch.tanh(self.dense(pooled))))
 
 
+def wrap_layers_named(names: Sequence[str]):
+    """An FSDP auto-wrap policy that makes each transformer layer its own FSDP unit, found
+    by class name (`XLMRobertaLayer`, `MT5Block`, ...), so that one trainer config serves
+    every model family: a unit's weights are gathered only while that layer computes."""
+    import functools
+
+    from torch.distributed.fsdp.wrap import lambda_auto_wrap_policy
+
+    wanted = frozenset(names)
+    return functools.partial(lambda_auto_wrap_policy, lambda_fn=lambda module: type(module).__name__ in wanted)
+
+
 def language_metrics(num_labels: int) -> MetricCollection:
     return MetricCollection({
         "f1": MulticlassF1Score(num_classes=num_labels, average="macro"),
@@ -72,6 +84,12 @@ class SequenceClassifier(pl.LightningModule):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs).last_hidden_state
         return self.head(states, attention_mask)
+
+    def enable_activation_checkpointing(self) -> None:
+        """Recompute each layer's activations in the backward pass instead of keeping them:
+        about a third more compute for activation memory that grows with one layer, not
+        all of them; what lets the XL/XXL encoders train with a useful batch per GPU."""
+        self.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     @staticmethod
     def _model_inputs(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -103,12 +121,23 @@ class SequenceClassifier(pl.LightningModule):
             }
             self.test_metrics[lang].reset()
             rows = torch.cat(self._rows[lang]) if self._rows[lang] else torch.zeros(0, 3, dtype=torch.long)
-            rows = self.all_gather(rows).reshape(-1, 3)  # every rank's predictions
-            self.test_predictions[lang] = self._by_row(rows)
+            self.test_predictions[lang] = self._by_row(self._gather_rows(rows))
+
+    def _gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Every rank's (row, gold, predicted) triples. Test shards differ in size by up to
+        one example (no rank repeats one), and all_gather needs equal shapes: pad with
+        rows of -1, then drop them."""
+        if self.trainer.world_size == 1:
+            return rows
+        counts = self.all_gather(torch.tensor(rows.size(0), device=self.device))
+        padded = torch.full((int(counts.max()), 3), -1, dtype=torch.long, device=self.device)
+        padded[: rows.size(0)] = rows
+        gathered = self.all_gather(padded).reshape(-1, 3)
+        return gathered[gathered[:, 0] >= 0]
 
     @staticmethod
     def _by_row(rows: torch.Tensor) -> dict[str, list[int]]:
-        """Predictions in test-set order; a row a distributed sampler repeated counts once."""
+        """Predictions in test-set order (a row seen twice counts once)."""
         unique: dict[int, tuple[int, int]] = {}
         for row, gold, predicted in rows.tolist():
             unique[row] = (gold, predicted)

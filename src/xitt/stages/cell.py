@@ -4,6 +4,13 @@
     target key = hash(itt key or pretrained model, target task + hparams, transfer mode,
                       training language(s), freezing, seed)
     result key = hash(target key, evaluation language, evaluation settings)
+
+Transfer modes decide what the target model evaluated on a language is trained on:
+zero_shot (one English model for all languages), target_finetune and translate_train (one
+model per language, on its own or its machine-translated training data) and few_shot (one
+model per language, fine-tuned from the English zero-shot model on k examples per class;
+its key starts from that model's key, so the English model is trained once and shared
+with the zero-shot cells and every k).
 """
 
 from dataclasses import dataclass, field
@@ -12,9 +19,10 @@ from typing import Any
 from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
 from xitt import XittError
+from xitt.data.tasks import TRANSLATE_TRAIN, resolve_task, translate_train_section
 from xitt.keys import content_key
 
-TRANSFER_MODES = ("zero_shot",)
+TRANSFER_MODES = ("zero_shot", "target_finetune", "translate_train", "few_shot")
 # Settings that change how fast a stage runs but not what it learns stay out of the keys.
 NOT_IN_KEYS = ("eval_batch_size",)
 
@@ -42,7 +50,7 @@ def resolve_model(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _task(node: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(node, resolve=True)
+    return resolve_task(node)
 
 
 def _key_view(task: dict[str, Any]) -> dict[str, Any]:
@@ -69,6 +77,11 @@ class Cell:
         transfer = _task(cfg.transfer)
         if transfer["mode"] not in TRANSFER_MODES:
             raise XittError(f"Transfer mode '{transfer['mode']}' is not supported; use one of {', '.join(TRANSFER_MODES)}.")
+        if transfer["mode"] == "translate_train":
+            translate_train_section(target)  # fails now, not after ITT, for a task without translations
+        if transfer["mode"] == "few_shot" and not (int(transfer["k"]) > 0 and "sample_seed" in transfer):
+            raise XittError(f"transfer=few_shot needs `transfer.k` > 0 examples per class and a "
+                            f"`transfer.sample_seed` (got k={transfer.get('k')}).")
         langs = cfg.target_lang.langs
         eval_langs = list(target['languages']) if langs == "all" else list(langs)
         unknown = [lang for lang in eval_langs if lang not in list(target['languages'])]
@@ -99,12 +112,60 @@ class Cell:
 
     def train_langs_for(self, lang: str) -> list[str]:
         """The language(s) the target model that is evaluated on `lang` is trained on."""
-        return [self.transfer["train_lang"]]
+        if self.transfer["mode"] == "zero_shot":
+            return [self.transfer["train_lang"]]
+        return [lang]
+
+    @property
+    def english_transfer(self) -> dict[str, Any]:
+        """The transfer settings of the model few-shot training starts from: exactly those
+        of `transfer=zero_shot`, so that its key is a zero-shot cell's key."""
+        return {"mode": "zero_shot", "train_lang": self.transfer["train_lang"]}
+
+    @property
+    def english_target_key(self) -> str:
+        """The English (zero-shot) target model that few-shot models start from."""
+        return self._target_key(self.itt_key or {"pretrained": self.model, "seed": self.seed},
+                                self.target, self.english_transfer, [self.transfer["train_lang"]])
+
+    @property
+    def target_training_task(self) -> dict[str, Any]:
+        """The target task as the target stage trains on it: as declared, with its
+        machine-translated training sets for translate_train, or for few_shot with k
+        examples per class and the few-shot hyper-parameters."""
+        mode = self.transfer["mode"]
+        if mode == "translate_train":
+            return {**self.target, "train_split": TRANSLATE_TRAIN}
+        if mode == "few_shot":
+            return {**self.target, "hparams": {**self.target["hparams"], **(self.transfer.get("hparams") or {})},
+                    "train_sample": {"per_class": int(self.transfer["k"]), "seed": int(self.transfer["sample_seed"])}}
+        return self.target
+
+    def data_needs(self) -> list[tuple[dict[str, Any], str, str]]:
+        """Every (task, language, split) the cell reads: what the offline check and
+        `python -m xitt.prepare` look for."""
+        needs = []
+        if self.itt:
+            needs.append((self.itt, self.itt["languages"][0], self.itt["train_split"]))
+        if self.transfer["mode"] == "few_shot":
+            needs.append((self.target, self.transfer["train_lang"], self.target["train_split"]))
+        training = self.target_training_task
+        for lang in self.eval_langs:
+            needs += [(training, train_lang, training["train_split"]) for train_lang in self.train_langs_for(lang)]
+            needs.append((self.target, lang, self.target["test_split"]))
+        unique = {(task["name"], lang, split): (task, lang, split) for task, lang, split in needs}
+        return list(unique.values())
 
     def target_key(self, train_langs: list[str]) -> str:
-        start = self.itt_key or {"pretrained": self.model, "seed": self.seed}
-        return content_key({"stage": "target", "start": start, "task": _key_view(self.target),
-                            "transfer": self.transfer, "train_langs": train_langs,
+        if self.transfer["mode"] == "few_shot":
+            start = self.english_target_key
+        else:
+            start = self.itt_key or {"pretrained": self.model, "seed": self.seed}
+        return self._target_key(start, self.target_training_task, self.transfer, train_langs)
+
+    def _target_key(self, start: Any, task: dict[str, Any], transfer: dict[str, Any], train_langs: list[str]) -> str:
+        return content_key({"stage": "target", "start": start, "task": _key_view(task),
+                            "transfer": transfer, "train_langs": train_langs,
                             "freezing": self.freezing_for("target"), "seed": self.seed, "precision": self.precision})
 
     def result_key(self, target_key: str, lang: str) -> str:
@@ -124,12 +185,19 @@ class Cell:
         return f"{mode}{self.freezing['k']}" if mode == "bottom_k" else mode
 
     @property
+    def transfer_name(self) -> str:
+        """The transfer mode, with k and the sample seed for few-shot (`few_shot-k8-s1`)."""
+        if self.transfer["mode"] == "few_shot":
+            return f"few_shot-k{self.transfer['k']}-s{self.transfer['sample_seed']}"
+        return self.transfer["mode"]
+
+    @property
     def name(self) -> str:
         return (f"{self.model['family']}-{self.model['size']}_itt-{self.itt_name}_{self.target['name']}"
-                f"_{self.transfer['mode']}_{self.freezing_name}_seed{self.seed}")
+                f"_{self.transfer_name}_{self.freezing_name}_seed{self.seed}")
 
     @property
     def tags(self) -> list[str]:
         return [f"model={self.model['family']}", f"size={self.model['size']}", f"itt={self.itt_name}",
-                f"target={self.target['name']}", f"transfer={self.transfer['mode']}",
+                f"target={self.target['name']}", f"transfer={self.transfer_name}",
                 f"freezing={self.freezing_name}", f"seed={self.seed}"]

@@ -23,16 +23,21 @@ from transformers import PreTrainedTokenizerBase
 
 from xitt import XittError
 from xitt.data.datamodule import TaskDataModule
-from xitt.data.tasks import missing_data_assets
+from xitt.data.tasks import missing_data_assets, split_note
 from xitt.data.tokenizer import load_tokenizer
 from xitt.models.encoder import apply_freezing, build_encoder, count_parameters, load_encoder, missing_model_assets
 from xitt.models.module import SequenceClassifier
 from xitt.stages.cell import Cell
 from xitt.stages.loggers import finish_logger, stage_logger
+from xitt.stages.ranks import Ranks
+from xitt.stages.resume import PreemptionGuard, StageCheckpoints
 from xitt.stages.store import ArtifactStore, library_versions, write_json_atomic
 
 log = logging.getLogger(__name__)
 HEAD_FILE = "head.safetensors"
+# Keys of the `trainer` config that xitt reads itself; all others are pl.Trainer arguments.
+XITT_TRAINER_KEYS = ("activation_checkpointing", "checkpoint_every_n_epochs", "gpu_memory_gb")
+DEFAULT_LOCK_TIMEOUT_S = 6 * 3600
 
 
 def quiet_libraries() -> None:
@@ -58,6 +63,7 @@ class CellRunner:
         quiet_libraries()
         self.cfg = cfg
         self.cell = Cell.from_config(cfg)
+        self.ranks = Ranks()
         self.store = ArtifactStore(cfg.paths.store)
         self.results_dir = Path(cfg.paths.results) / f"{self.cell.name}-{self.cell.cell_key[:8]}"
         self.sweep = sweep
@@ -78,21 +84,33 @@ class CellRunner:
         return pending
 
     def check_assets(self) -> None:
-        """Stop before any training when an offline machine lacks a model or data set."""
-        tasks = [self.cell.target] + ([self.cell.itt] if self.cell.itt else [])
-        missing = missing_model_assets(self.cell.model) + [m for task in tasks for m in missing_data_assets(task)]
+        """Stop before any training when the machine lacks a model or data set the cell
+        needs: local files that are not there, or hub assets missing from an offline cache."""
+        needs = self.cell.data_needs()
+        missing = missing_model_assets(self.cell.model) + [
+            asset for task, lang, split in needs for asset in missing_data_assets(task, lang, split)]
+        missing = list(dict.fromkeys(missing))
         if missing:
             raise XittError(
-                f"This machine is offline (HF_HUB_OFFLINE=1) and the Hugging Face cache lacks: "
-                f"{'; '.join(missing)}. Fill the cache first on a machine with network with "
-                f"`python -m xitt.prepare <the same overrides>` (or point the model and tasks at local files)."
+                f"Stopping before training: this machine lacks {'; '.join(missing)}. For hub models "
+                f"and data sets on an offline machine (HF_HUB_OFFLINE=1), fill the Hugging Face cache "
+                f"first on a machine with network with `python -m xitt.prepare <the same overrides>`; "
+                f"for local files, point the task's `path` at the folder that holds them."
             )
 
     # -- stages ------------------------------------------------------------------------
 
     def run(self) -> list[dict[str, Any]]:
-        """Run the stages the cell still needs; return its records (one per language)."""
-        pending = self.pending_langs()
+        """Run the stages the cell still needs; return its records (one per language).
+        In a multi-process job all ranks run it; they follow rank 0's view of the store."""
+        self.ranks = Ranks.start(self.trainer())
+        self.store = ArtifactStore(self.cfg.paths.store, ranks=self.ranks,
+                                   lock_timeout_s=float(self.cfg.get("store_lock_timeout_s") or DEFAULT_LOCK_TIMEOUT_S))
+        records = self.run_stages(self.ranks.broadcast(self.pending_langs()))
+        self.ranks.finish()
+        return records
+
+    def run_stages(self, pending: list[str]) -> list[dict[str, Any]]:
         if not pending:
             log.info("Cell %s: all %d languages already evaluated, nothing to train (skipped).",
                      self.cell.name, len(self.cell.eval_langs))
@@ -116,44 +134,61 @@ class CellRunner:
         if cell.itt is None:
             return None
 
-        def build(out: Path) -> dict:
+        def build(out: Path | None) -> dict:
             log.info("Cell %s: ITT on %s (artifact %s)", cell.name, cell.itt["name"], cell.itt_key)
             encoder = self.pretrained_encoder(tokenizer)
             freezing = cell.freezing_for("itt")
             apply_freezing(encoder, freezing["mode"], freezing["k"])
             module = SequenceClassifier(encoder, len(cell.itt["labels"]), cell.itt["hparams"], cell.model["pooling"])
-            metrics = self.fit("itt", module, cell.itt, tokenizer, cell.itt["languages"][:1])
-            encoder.requires_grad_(True)
-            encoder.save_pretrained(out)
-            tokenizer.save_pretrained(out)
+            metrics, weights = self.fit("itt", module, cell.itt, tokenizer, cell.itt["languages"][:1],
+                                        self.store.work_dir("itt", cell.itt_key))
+            if out is not None:
+                save_trained(out, module, tokenizer, weights, with_head=False)
             return metrics
 
         return self.store.get_or_build("itt", cell.itt_key, build, {
-            "model": cell.model, "itt": cell.itt, "freezing": cell.freezing_for("itt"), "seed": cell.seed})
+            "model": cell.model, "itt": cell.itt, "freezing": cell.freezing_for("itt"), "seed": cell.seed},
+            collective=True)
 
     def target(self, tokenizer: PreTrainedTokenizerBase, itt_dir: Path | None, train_langs: list[str]) -> Path:
+        """The target model evaluated on `train_langs`' languages. Few-shot models start
+        from the English zero-shot model (built first, or reused from the store)."""
         cell = self.cell
-        key = cell.target_key(train_langs)
+        if cell.transfer["mode"] != "few_shot":
+            return self.train_target(tokenizer, itt_dir, cell.itt_key or "pretrained", cell.target_key(train_langs),
+                                     cell.target_training_task, cell.transfer, train_langs)
+        english_langs = [cell.transfer["train_lang"]]
+        english_dir = self.train_target(tokenizer, itt_dir, cell.itt_key or "pretrained", cell.english_target_key,
+                                        cell.target, cell.english_transfer, english_langs)
+        return self.train_target(tokenizer, english_dir, cell.english_target_key, cell.target_key(train_langs),
+                                 cell.target_training_task, cell.transfer, train_langs, stage="few_shot")
 
-        def build(out: Path) -> dict:
-            log.info("Cell %s: target fine-tuning on %s (%s), artifact %s",
-                     cell.name, cell.target["name"], ",".join(train_langs), key)
-            encoder = (load_encoder(itt_dir, cell.model.get("encoder_class", "AutoModel"))
-                       if itt_dir else self.pretrained_encoder(tokenizer))
+    def train_target(self, tokenizer: PreTrainedTokenizerBase, start_dir: Path | None, start: str, key: str,
+                     task: dict, transfer: dict, train_langs: list[str], stage: str = "target") -> Path:
+        """Fine-tune a target model from `start_dir` (the pretrained encoder when None):
+        with a fresh head from an encoder, or continuing the head of a target model."""
+        cell = self.cell
+
+        def build(out: Path | None) -> dict:
+            log.info("Cell %s: %s fine-tuning on %s (%s), artifact %s",
+                     cell.name, stage, cell.target["name"], ",".join(train_langs), key)
+            encoder = (load_encoder(start_dir, cell.model.get("encoder_class", "AutoModel"))
+                       if start_dir else self.pretrained_encoder(tokenizer))
             freezing = cell.freezing_for("target")
             apply_freezing(encoder, freezing["mode"], freezing["k"])
-            module = SequenceClassifier(encoder, len(cell.target["labels"]), cell.target["hparams"], cell.model["pooling"])
-            metrics = self.fit("target", module, cell.target, tokenizer, train_langs)
-            encoder.requires_grad_(True)
-            encoder.save_pretrained(out)
-            tokenizer.save_pretrained(out)
-            save_file({name: t.contiguous() for name, t in module.head.state_dict().items()}, str(out / HEAD_FILE))
+            module = SequenceClassifier(encoder, len(task["labels"]), task["hparams"], cell.model["pooling"])
+            if start_dir is not None and (start_dir / HEAD_FILE).is_file():
+                module.head.load_state_dict(load_file(str(start_dir / HEAD_FILE)))
+            metrics, weights = self.fit(stage, module, task, tokenizer, train_langs, self.store.work_dir("target", key))
+            if out is not None:
+                save_trained(out, module, tokenizer, weights, with_head=True)
             return metrics
 
         return self.store.get_or_build("target", key, build, {
-            "start": cell.itt_key or "pretrained", "model": cell.model, "target": cell.target,
-            "transfer": cell.transfer, "train_langs": train_langs, "freezing": cell.freezing_for("target"),
-            "seed": cell.seed, "labels": cell.target["labels"], "pooling": cell.model["pooling"]})
+            "start": start, "model": cell.model, "target": task,
+            "transfer": transfer, "train_langs": train_langs, "freezing": cell.freezing_for("target"),
+            "seed": cell.seed, "labels": task["labels"], "pooling": cell.model["pooling"],
+            "cell_config": cell.config}, collective=True)  # lets `evaluate.py ckpt=...` rebuild the cell
 
     def evaluate(self, tokenizer: PreTrainedTokenizerBase, target_dir: Path, train_langs: list[str],
                  langs: list[str]) -> None:
@@ -183,30 +218,63 @@ class CellRunner:
     def datamodule(self, task: dict, tokenizer: PreTrainedTokenizerBase, train_langs: Sequence[str] = (),
                    eval_langs: Sequence[str] = ()) -> TaskDataModule:
         hparams = task["hparams"]
-        return TaskDataModule(task, tokenizer, train_langs, eval_langs, batch_size=int(hparams["batch_size"]),
+        return TaskDataModule(task, tokenizer, train_langs, eval_langs,
+                              batch_size=self.per_rank_batch_size(int(hparams["batch_size"])),
                               eval_batch_size=int(task.get("eval_batch_size", 128)),
-                              max_length=int(hparams["max_length"]), num_workers=int(self.cfg.get("num_workers", 0)))
+                              max_length=int(hparams["max_length"]), num_workers=int(self.cfg.get("num_workers", 0)),
+                              cache_dir=Path(self.cfg.paths.store) / "data")
+
+    def per_rank_batch_size(self, batch_size: int) -> int:
+        """The task's `batch_size` is the effective batch of one optimizer step, so that
+        a cell learns the same with any number of processes: each rank takes its share."""
+        world_size = self.ranks.world_size
+        if batch_size % world_size:
+            raise XittError(
+                f"The batch size {batch_size} does not split evenly over {world_size} processes "
+                f"(trainer.devices x trainer.num_nodes). Choose a batch size divisible by {world_size} "
+                f"(e.g. `itt.hparams.batch_size=...`, `target.hparams.batch_size=...`) or another device count."
+            )
+        return batch_size // world_size
 
     def logger(self, stage: str):
+        if not self.ranks.is_zero:  # one W&B run per job: rank 0's
+            return False
         return stage_logger(self.cfg.logger, cell_name=self.cell.name, stage=stage,
                             group=self.sweep or "single", tags=self.cell.tags, config=self.cell.config)
 
     def trainer(self, **overrides: Any) -> pl.Trainer:
-        return instantiate(self.cfg.trainer)(enable_checkpointing=False, **overrides)
+        return build_trainer(self.cfg.trainer, **overrides)
 
     def fit(self, stage: str, module: SequenceClassifier, task: dict, tokenizer: PreTrainedTokenizerBase,
-            train_langs: Sequence[str]) -> dict:
+            train_langs: Sequence[str], work_dir: Path) -> tuple[dict, dict[str, torch.Tensor] | None]:
+        """Train `module`; resume from the checkpoint in `work_dir` when an earlier attempt
+        left one (see `xitt.stages.resume`). Returns the metrics and, for strategies that
+        shard the weights, the whole weights gathered on rank 0 (None otherwise)."""
         pl.seed_everything(self.cell.seed, workers=True, verbose=False)
+        if self.cfg.trainer.get("activation_checkpointing"):
+            module.enable_activation_checkpointing()
         data = self.datamodule(task, tokenizer, train_langs=train_langs)
         logger = self.logger(stage)
+        metrics: dict[str, Any] = {}
         try:
-            trainer = self.trainer(max_epochs=int(task["hparams"]["epochs"]), logger=logger)
-            trainer.fit(module, datamodule=data)
+            with PreemptionGuard() as guard:
+                checkpoints = StageCheckpoints(work_dir, guard, f"Cell {self.cell.name}: {stage}",
+                                               int(self.cfg.trainer.get("checkpoint_every_n_epochs", 1)))
+                resume = checkpoints.resume_point()
+                if resume:
+                    log.info("Cell %s: resuming %s from epoch %d (step %d), checkpoint %s",
+                             self.cell.name, stage, resume.epochs_done, resume.global_step, resume.path)
+                    metrics.update(resumed_from_epoch=resume.epochs_done, resumed_from_step=resume.global_step)
+                trainer = self.trainer(max_epochs=int(task["hparams"]["epochs"]), logger=logger,
+                                       callbacks=[checkpoints])
+                trainer.fit(module, datamodule=data, ckpt_path=resume.path if resume else None)
+                weights = gathered_weights(trainer)
         finally:
             finish_logger()
         loss = trainer.callback_metrics.get("train/loss")
-        return {"train_loss": None if loss is None else float(loss), "steps": int(trainer.global_step),
-                "train_examples": len(data.train_set)}
+        metrics.update(train_loss=None if loss is None else float(loss), steps=int(trainer.global_step),
+                       train_examples=len(data.train_set), world_size=self.ranks.world_size)
+        return metrics, weights
 
     def write_record(self, lang: str, target_key: str, train_langs: list[str], module: SequenceClassifier,
                      data: TaskDataModule, params: int, started: float) -> dict[str, Any]:
@@ -224,12 +292,84 @@ class CellRunner:
             "itt": cell.itt_name, "target": cell.target["name"], "transfer": cell.transfer["mode"],
             "freezing": cell.freezing_name, "seed": cell.seed, "lang": lang,
             "train_lang": ",".join(train_langs), **module.test_scores[lang],
+            "split_note": split_note(cell.target),
+            "few_shot_k": int(cell.transfer["k"]) if cell.transfer["mode"] == "few_shot" else None,
+            "few_shot_seed": int(cell.transfer["sample_seed"]) if cell.transfer["mode"] == "few_shot" else None,
             "sweep": self.sweep, "config": cell.config, "versions": library_versions(),
             "predictions": predictions_file, "eval_s": round(time.time() - started, 3),
             "created": datetime.now(timezone.utc).isoformat(),
         }
         write_json_atomic(self.record_path(lang), record)
         return record
+
+
+def build_trainer(trainer_cfg: DictConfig, **overrides: Any) -> pl.Trainer:
+    """A Lightning Trainer from the `trainer` config (without xitt's own keys). Lightning's
+    own checkpointing and SLURM requeueing are off: the stages checkpoint into the artifact
+    store and resume per artifact (see `xitt.stages.resume`); Lightning's SLURM handler
+    would save into the working directory and requeue on its own."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+    from omegaconf import open_dict
+
+    cfg = trainer_cfg.copy()
+    with open_dict(cfg):
+        for key in XITT_TRAINER_KEYS:
+            cfg.pop(key, None)
+    precision, accelerator = str(cfg.get("precision")), str(cfg.get("accelerator"))
+    if accelerator == "cpu" and precision in ("16", "16-mixed"):
+        raise XittError(
+            f"`trainer.precision={precision}` (float16 mixed precision) needs a GPU; on CPU Lightning "
+            f"would silently train in bfloat16 instead, under a key that says float16. Use "
+            f"`trainer.precision=bf16-mixed` (or 32-true) on CPU, or `trainer=gpu` on a GPU machine."
+        )
+    if SLURMEnvironment.detect() and "plugins" not in overrides:
+        overrides["plugins"] = [SLURMEnvironment(auto_requeue=False)]
+    return instantiate(cfg)(enable_checkpointing=False, **overrides)
+
+
+def gathered_weights(trainer: pl.Trainer) -> dict[str, torch.Tensor] | None:
+    """The module's whole weights when the strategy shards them (FSDP, DeepSpeed): every
+    rank takes part in gathering them, rank 0 receives them. None for strategies where
+    each process holds the whole model (one device, DDP), which save it directly."""
+    from pytorch_lightning.strategies import DeepSpeedStrategy, FSDPStrategy
+
+    strategy = trainer.strategy
+    if isinstance(strategy, FSDPStrategy):
+        # Checkpoints may be sharded (fast to save and resume); the stored encoder is whole.
+        sharded, strategy._state_dict_type = strategy._state_dict_type, "full"
+        try:
+            return strategy.lightning_module_state_dict()
+        finally:
+            strategy._state_dict_type = sharded
+    if isinstance(strategy, DeepSpeedStrategy) and strategy.zero_stage_3:  # stage 2 keeps whole weights
+        import deepspeed
+
+        module = strategy.lightning_module
+        # Gathers every parameter on every GPU at once: the bf16 weights must fit one GPU
+        # beside its shard (xlmr-xxl: 21 GB), which the planner's settings leave room for.
+        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=0):
+            if strategy.is_global_zero:
+                return {name: tensor.detach().cpu().clone() for name, tensor in module.state_dict().items()}
+        return None
+    return None
+
+
+def save_trained(out: Path, module: SequenceClassifier, tokenizer: PreTrainedTokenizerBase,
+                 weights: dict[str, torch.Tensor] | None, with_head: bool) -> None:
+    """Write a trained model as safetensors: the encoder (a Hugging Face folder), its
+    tokenizer and, for target models, the head. `weights` are the gathered weights of a
+    sharded strategy, or None to take them from the module itself."""
+    def part(prefix: str) -> dict[str, torch.Tensor] | None:
+        if weights is None:
+            return None
+        return {name[len(prefix):]: tensor.contiguous() for name, tensor in weights.items() if name.startswith(prefix)}
+
+    module.encoder.requires_grad_(True)
+    module.encoder.save_pretrained(out, state_dict=part("encoder."))
+    tokenizer.save_pretrained(out)
+    if with_head:
+        head = part("head.") or {name: t.contiguous() for name, t in module.head.state_dict().items()}
+        save_file(head, str(out / HEAD_FILE))
 
 
 def log_scores(logger, records: list[dict[str, Any]]) -> None:

@@ -3,7 +3,8 @@
 Writes are atomic (build in a temporary folder, then rename), so a reader sees a whole
 artifact or none; a per-artifact file lock makes concurrent jobs that need the same
 artifact train it once: the first builds, the others wait and then reuse it. The lock is
-an OS lock (flock), so a job that dies releases it and a waiting job takes over.
+an OS lock (flock), so a job that dies releases it and a waiting job takes over, removing
+the dead job's half-written temporary folder first.
 """
 
 import json
@@ -21,6 +22,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from xitt import XittError, __version__
+from xitt.stages.ranks import Ranks
 
 META_FILE = "meta.json"
 
@@ -52,14 +54,30 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 class ArtifactStore:
     """Artifacts of one kind (`itt`, `target`, `tokenizer`) live in `<root>/<kind>/<key>/`,
-    each with a `meta.json` (config, metrics, timings, versions) written last."""
+    each with a `meta.json` (config, metrics, timings, versions) written last.
 
-    def __init__(self, root: str | Path, lock_timeout_s: float = 6 * 3600):
+    Beside them, `<root>/<kind>/.work-<key>/` holds what an unfinished build keeps across a
+    crash or a preemption (training checkpoints); it is removed once the artifact is stored.
+
+    In a multi-process job (`ranks`, see `xitt.stages.ranks`) only rank 0 takes the lock,
+    decides and writes; the other ranks follow its decision, train along when the build is
+    collective (a `trainer.fit`), and read the artifact after rank 0 has stored it."""
+
+    def __init__(self, root: str | Path, lock_timeout_s: float = 6 * 3600, ranks: Ranks | None = None,
+                 lock_poll_s: float = 10.0):
         self.root = Path(root)
         self.lock_timeout_s = lock_timeout_s
+        self.ranks = ranks or Ranks()
+        # How often rank 0 tells the other ranks that it is still waiting for another job's
+        # lock: short enough to stay inside the process group's collective timeout.
+        self.lock_poll_s = lock_poll_s
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key
+
+    def work_dir(self, kind: str, key: str) -> Path:
+        """Where a build keeps its resumable state (checkpoints) until the artifact is stored."""
+        return self.root / kind / f".work-{key}"
 
     def has(self, kind: str, key: str) -> bool:
         return (self.path(kind, key) / META_FILE).is_file()
@@ -75,62 +93,107 @@ class ArtifactStore:
         return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
     def get_or_build(
-        self, kind: str, key: str, build: Callable[[Path], dict | None], config: dict
+        self, kind: str, key: str, build: Callable[[Path | None], dict | None], config: dict,
+        *, collective: bool = False,
     ) -> Path:
         """Return the artifact's folder, building it first with `build(tmp_dir)` (which
-        returns its metrics) unless it is already stored or being built by another job."""
+        returns its metrics) unless it is already stored or being built by another job.
+
+        `collective=True` marks a build that all ranks of the job must run together (it
+        trains); rank 0 gets the folder to write, the others `None`. A build that is not
+        collective runs on rank 0 alone while the others wait."""
         final = self.path(kind, key)
-        if self.has(kind, key):
+        if self.ranks.world_size == 1 and self.has(kind, key):
             return final
         final.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(final) + ".lock", timeout=self.lock_timeout_s)
+        lock = FileLock(str(final) + ".lock") if self.ranks.is_zero else None
         try:
-            with lock:
-                if self.has(kind, key):  # another job built it while this one waited
-                    return final
-                self._remove_leftovers(final)
-                tmp = final.with_name(f".tmp-{key}-{uuid.uuid4().hex[:8]}")
-                tmp.mkdir()
-                try:
-                    started = time.time()
-                    metrics = build(tmp) or {}
-                    meta = {
-                        "kind": kind,
-                        "key": key,
-                        "config": config,
-                        "metrics": metrics,
-                        "timings": {"build_s": round(time.time() - started, 3)},
-                        "versions": library_versions(),
-                        "created": datetime.now(timezone.utc).isoformat(),
-                        "host": socket.gethostname(),
-                    }
-                    write_json_atomic(tmp / META_FILE, meta)
-                    os.rename(tmp, final)
-                except BaseException:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    raise
-                self._log_event(kind, key, meta["timings"]["build_s"])
+            if self._claim(kind, key, lock) == "stored":
                 return final
-        except Timeout:
-            raise XittError(
-                f"Waited {self.lock_timeout_s:.0f} s for another job to finish building the "
-                f"{kind} artifact {key} (lock {lock.lock_file}). If no job is building it, the "
-                f"lock belongs to a hung process: stop that process, or raise "
-                f"`store.lock_timeout_s` if the build is just slow."
-            ) from None
+            self._build(kind, key, build, config, collective)
+            return final
+        finally:
+            if lock is not None and lock.is_locked:
+                lock.release()
+
+    def _claim(self, kind: str, key: str, lock: FileLock | None) -> str:
+        """`stored` when the artifact exists, `claimed` when rank 0 now holds its lock and
+        this job builds it. Rank 0 waits for another job's build in short turns and tells
+        the other ranks after each turn, so that no collective waits for hours."""
+        single = self.ranks.world_size == 1
+        deadline = time.monotonic() + self.lock_timeout_s
+        while True:
+            state = None
+            if lock is not None:  # rank 0
+                if self.has(kind, key):
+                    state = "stored"
+                else:
+                    turn = max(0.0, deadline - time.monotonic()) if single else self.lock_poll_s
+                    try:
+                        lock.acquire(timeout=min(turn, max(0.0, deadline - time.monotonic())))
+                        state = "stored" if self.has(kind, key) else "claimed"  # built while we waited?
+                    except Timeout:
+                        state = "timeout" if time.monotonic() >= deadline else "waiting"
+            state = self.ranks.broadcast(state)
+            if state == "timeout":
+                raise XittError(
+                    f"Waited {self.lock_timeout_s:.0f} s for another job to finish building the "
+                    f"{kind} artifact {key} (lock {self.path(kind, key)}.lock). If no job is building it, "
+                    f"the lock belongs to a hung process: stop that process, or raise "
+                    f"`store.lock_timeout_s` if the build is just slow."
+                )
+            if state != "waiting":
+                return state
+
+    def _build(self, kind: str, key: str, build: Callable[[Path | None], dict | None], config: dict,
+               collective: bool) -> None:
+        """Build into a temporary folder and rename it into place (rank 0, holding the lock)."""
+        final = self.path(kind, key)
+        tmp = None
+        if self.ranks.is_zero:
+            self._remove_leftovers(final)
+            tmp = final.with_name(f".tmp-{key}-{uuid.uuid4().hex[:8]}")
+            tmp.mkdir()
+        try:
+            started = time.time()
+            metrics = (build(tmp) or {}) if tmp is not None or collective else {}
+            if tmp is not None:
+                meta = {
+                    "kind": kind,
+                    "key": key,
+                    "config": config,
+                    "metrics": metrics,
+                    "timings": {"build_s": round(time.time() - started, 3)},
+                    "versions": library_versions(),
+                    "created": datetime.now(timezone.utc).isoformat(),
+                    "host": socket.gethostname(),
+                    "world_size": self.ranks.world_size,
+                }
+                write_json_atomic(tmp / META_FILE, meta)
+                os.rename(tmp, final)
+                shutil.rmtree(self.work_dir(kind, key), ignore_errors=True)
+                self._log_event(kind, key, meta)
+        except BaseException:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.ranks.barrier("artifact stored")
 
     def _remove_leftovers(self, final: Path) -> None:
         """Drop half-built folders of this key left by a job that died: we hold the lock,
-        so nobody else is writing them."""
+        so nobody else is writing them. (The work folder stays: it is how a build resumes.)"""
         for leftover in final.parent.glob(f".tmp-{final.name}-*"):
             shutil.rmtree(leftover, ignore_errors=True)
         if final.exists():  # a folder without meta.json is not an artifact
             shutil.rmtree(final)
 
-    def _log_event(self, kind: str, key: str, build_s: float) -> None:
-        entry = {"event": "built", "kind": kind, "key": key, "build_s": build_s,
-                 "pid": os.getpid(), "host": socket.gethostname(),
+    def _log_event(self, kind: str, key: str, meta: dict) -> None:
+        entry = {"event": "built", "kind": kind, "key": key, "build_s": meta["timings"]["build_s"],
+                 "pid": os.getpid(), "host": socket.gethostname(), "world_size": meta["world_size"],
                  "time": datetime.now(timezone.utc).isoformat()}
+        resumed = meta["metrics"].get("resumed_from_epoch")
+        if resumed is not None:
+            entry["resumed_from_epoch"] = resumed
         # One short write in append mode: concurrent jobs do not interleave lines.
         with open(self.root / "events.jsonl", "a") as log:
             log.write(json.dumps(entry) + "\n")

@@ -1,0 +1,31 @@
+"""Turn results into the answer, or evaluate a stored target model on more languages.
+
+    python evaluate.py report=outputs/multirun/<sweep> [report=<another sweep>]
+    python evaluate.py ckpt=outputs/store/target/<key> target_lang.langs=[de,fr]
+"""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from xitt import XittError
+from xitt.evaluation import evaluate_checkpoint, report, repeated_to_list
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    if not (cfg.ckpt or cfg.report):
+        sys.exit("xitt: evaluate.py needs `report=<results or sweep folder>` or `ckpt=<target artifact folder>`.")
+    try:
+        if cfg.ckpt:
+            evaluate_checkpoint(cfg)
+        if cfg.report:
+            report(cfg)
+    except XittError as error:
+        sys.exit(f"xitt: {error}")
+
+
+if __name__ == "__main__":
+    sys.argv = repeated_to_list(sys.argv, "report")
+    main()

@@ -1,0 +1,71 @@
+"""What `evaluate.py` does: build the report of one or more grids, or evaluate a stored
+target model on more languages (its records join the results of the cell it belongs to)."""
+
+import json
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from xitt import XittError
+
+
+def repeated_to_list(argv: list[str], key: str) -> list[str]:
+    """`report=a report=b` (the natural way to name two sweeps) as Hydra's `report=[a,b]`."""
+    values = [arg.split("=", 1)[1] for arg in argv[1:] if arg.startswith(f"{key}=")]
+    if len(values) < 2:
+        return argv
+    others = [arg for arg in argv[1:] if not arg.startswith(f"{key}=")]
+    return [argv[0], *others, f"{key}=[{','.join(values)}]"]
+
+
+def report(cfg: DictConfig) -> dict:
+    """The ITT-gain report of the given results or sweep folders."""
+    from xitt.analysis import build_report
+    from xitt.stages.loggers import finish_logger
+
+    sources = [cfg.report] if isinstance(cfg.report, str) else list(cfg.report)
+    out_dir = Path(cfg.out) if cfg.out else Path(sources[0]) / "report"
+    run = None
+    if cfg.logger and "_target_" in cfg.logger:
+        import wandb
+
+        settings = OmegaConf.to_container(cfg.logger, resolve=True)
+        Path(settings["save_dir"]).mkdir(parents=True, exist_ok=True)
+        run = wandb.init(project=settings.get("project", "xitt"), entity=settings.get("entity"),
+                         mode=settings.get("mode", "offline"), dir=settings["save_dir"], job_type="report",
+                         name=f"report-{Path(sources[0]).name}", config={"sources": sources})
+    try:
+        outputs = build_report(sources, out_dir, wandb_run=run, n_bootstrap=int(cfg.n_bootstrap))
+    finally:
+        finish_logger()
+    print(f"Report of {', '.join(sources)} written to {out_dir}:")
+    print((out_dir / "report.md").read_text().split("\n## ")[0])
+    return outputs
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> list[dict]:
+    """Score a stored target model on the languages of `target_lang` (all by default)."""
+    from transformers import AutoTokenizer
+
+    from xitt.stages.pipeline import CellRunner, format_scores
+
+    target_dir = Path(cfg.ckpt)
+    meta_path = target_dir / "meta.json"
+    if not meta_path.is_file():
+        raise XittError(f"{target_dir} is not a stored target model (no meta.json). Pass a folder under "
+                        f"<paths.root>/store/target/ written by `python train.py`.")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("kind") != "target" or "cell_config" not in meta["config"]:
+        raise XittError(f"{target_dir} is a '{meta.get('kind')}' artifact, not a target model; pass a folder "
+                        f"under <paths.root>/store/target/.")
+    cell_cfg = OmegaConf.create(meta["config"]["cell_config"])
+    with open_dict(cell_cfg):
+        cell_cfg.target_lang = cfg.target_lang
+        cell_cfg.paths = cfg.paths
+        cell_cfg.logger = cfg.logger
+    runner = CellRunner(cell_cfg)
+    tokenizer = AutoTokenizer.from_pretrained(target_dir)
+    runner.evaluate(tokenizer, target_dir, list(meta["config"]["train_langs"]), runner.cell.eval_langs)
+    records = [json.loads(runner.record_path(lang).read_text()) for lang in runner.cell.eval_langs]
+    print(format_scores(records))
+    return records

@@ -1,0 +1,158 @@
+"""The foundation end to end: one offline cell, a cached grid, config errors, metrics."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import MissingConfigException
+from sklearn.metrics import accuracy_score, f1_score
+
+from conftest import compose, run_script
+from xitt import XittError
+from xitt.stages.cell import Cell
+from xitt.stages.store import ArtifactStore
+
+RECORD_FIELDS = {"model", "size", "params", "itt", "target", "transfer", "freezing", "seed", "lang", "f1",
+                 "accuracy", "n", "cell_key", "config", "versions", "predictions", "result_key"}
+DEMO_LANGS = ["en", "near", "mid", "far"]
+
+
+def records_under(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((root / "results").rglob("*.json"))
+            if not p.name.endswith(".predictions.json")]
+
+
+def builds(root: Path, kind: str) -> list[str]:
+    return [event["key"] for event in ArtifactStore(root / "store").events() if event["kind"] == kind]
+
+
+def test_default_cell_runs_offline_and_prints_per_language_f1(tmp_path):
+    result = run_script("train.py", f"paths.root={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for lang in DEMO_LANGS:
+        assert f"\n{lang} " in result.stdout, result.stdout[-2000:]
+    records = {r["lang"]: r for r in records_under(tmp_path)}
+    assert sorted(records) == sorted(DEMO_LANGS)
+    for record in records.values():
+        assert RECORD_FIELDS <= set(record)
+        assert (record["model"], record["size"], record["itt"], record["target"]) == ("tiny", "s", "demo", "demo")
+        assert record["n"] == 300 and 100_000 < record["params"] < 5_000_000
+        cell_folder = tmp_path / "results" / f"{record['cell_name']}-{record['cell_key'][:8]}"
+        predictions = json.loads((cell_folder / record["predictions"]).read_text())
+        assert len(predictions["pred"]) == record["n"] == len(set(predictions["ids"]))
+    # The task is learnable and transfers: clearly above chance (33) in English and beyond.
+    assert records["en"]["f1"] > 60
+    assert sum(records[lang]["f1"] > 40 for lang in ("near", "mid", "far")) >= 2
+    # One offline W&B run per stage job (ITT, target, evaluate).
+    assert len(list((tmp_path / "wandb").rglob("offline-run-*"))) == 3
+    assert len(builds(tmp_path, "itt")) == 1 and len(builds(tmp_path, "target")) == 1
+    itt_folder = tmp_path / "store" / "itt" / records["en"]["itt_key"]
+    assert (itt_folder / "model.safetensors").is_file() and (itt_folder / "meta.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def grid_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("grid")
+    result = run_script("train.py", "-m", "model=tiny", "size=s,m", "itt=none,demo", "logger=csv", f"paths.root={root}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "4 cells: 4 run, 0 skipped" in result.stdout
+    return root
+
+
+def test_grid_writes_one_record_per_cell_and_language(grid_root):
+    records = records_under(grid_root)
+    cells = {(r["size"], r["itt"]) for r in records}
+    assert cells == {("s", "none"), ("s", "demo"), ("m", "none"), ("m", "demo")}
+    assert sorted((r["size"], r["itt"], r["lang"]) for r in records) == sorted(
+        (size, itt, lang) for size, itt in cells for lang in DEMO_LANGS)
+    # Each ITT encoder is trained once per distinct ITT key; each target model once per cell.
+    itt_keys = {r["itt_key"] for r in records if r["itt_key"]}
+    assert sorted(builds(grid_root, "itt")) == sorted(itt_keys) and len(itt_keys) == 2
+    assert len(builds(grid_root, "target")) == 4
+    sweep_dirs = list((grid_root / "multirun").iterdir())
+    assert len(sweep_dirs) == 1
+    assert sorted(p.name for p in sweep_dirs[0].iterdir() if p.is_dir()) == [
+        "itt=demo,model=tiny,size=m", "itt=demo,model=tiny,size=s", "itt=none,model=tiny,size=m",
+        "itt=none,model=tiny,size=s"]
+
+
+def test_second_run_of_the_grid_trains_nothing(grid_root):
+    before = ArtifactStore(grid_root / "store").events()
+    result = run_script("train.py", "-m", "model=tiny", "size=s,m", "itt=none,demo", "logger=csv", f"paths.root={grid_root}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "4 cells: 0 run, 4 skipped (already done), 0 failed" in result.stdout
+    assert "nothing to train (skipped)" in result.stderr + result.stdout
+    assert ArtifactStore(grid_root / "store").events() == before
+
+
+def test_failing_cell_is_recorded_and_the_grid_goes_on(grid_root):
+    result = run_script("train.py", "-m", "model=tiny", "size=s,xl", "itt=demo", "logger=none", f"paths.root={grid_root}")
+    assert result.returncode != 0
+    assert "2 cells: 0 run, 1 skipped (already done), 1 failed" in result.stdout
+    assert "Model family 'tiny' has no size 'xl'. Its sizes are: s, m, l" in result.stdout
+    sweep = grid_root / "multirun" / "itt=demo_model=tiny_size=s,xl"
+    outcome = json.loads((sweep / "itt=demo,model=tiny,size=xl" / "cell.json").read_text())
+    assert outcome["status"] == "failed" and "has no size 'xl'" in outcome["reason"]
+
+
+def test_unknown_size_fails_at_once_listing_the_family_sizes():
+    with pytest.raises(XittError, match=r"'xlmr' has no size 's'\. Its sizes are: base, large, xl, xxl"):
+        Cell.from_config(compose("model=xlmr", "size=s"))
+    result = run_script("train.py", "size=xxl", "logger=none")
+    assert result.returncode == 1
+    assert "Model family 'tiny' has no size 'xxl'. Its sizes are: s, m, l" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_group_choice_lists_the_options():
+    with pytest.raises(MissingConfigException, match="Could not find 'itt/bogus'"):
+        compose("itt=bogus")
+    result = run_script("train.py", "itt=bogus")
+    assert result.returncode == 1
+    assert "Available options in 'itt'" in result.stderr and "demo" in result.stderr and "none" in result.stderr
+
+
+def test_family_size_shorthands_equal_family_plus_size():
+    shorthand, explicit = compose("model=xlmr_large"), compose("model=xlmr", "size=large")
+    assert shorthand.model == explicit.model and shorthand.size == explicit.size
+    assert Cell.from_config(shorthand).model["name_or_path"] == "FacebookAI/xlm-roberta-large"
+    assert Cell.from_config(compose("model=tiny_m")).model["hidden_size"] == 128
+
+
+def test_offline_hub_cell_names_the_missing_assets(tmp_path):
+    result = run_script("train.py", "model=xlmr_base", "itt=imdb", "logger=none", f"paths.root={tmp_path}",
+                        env={"HF_HOME": str(tmp_path / "hf")})
+    assert result.returncode == 1
+    assert "model FacebookAI/xlm-roberta-base" in result.stderr and "stanfordnlp/imdb" in result.stderr
+    assert "python -m xitt.prepare" in result.stderr
+    assert not (tmp_path / "store" / "itt").exists()
+
+
+def test_macro_f1_and_accuracy_match_scikit_learn():
+    from xitt.models.module import language_metrics
+
+    gold = torch.tensor([0, 0, 1, 1, 2, 2, 2, 0, 1, 2, 0, 0])
+    pred = torch.tensor([0, 1, 1, 1, 2, 0, 2, 0, 2, 2, 1, 0])
+    metrics = language_metrics(num_labels=3)
+    for start in range(0, len(gold), 5):  # in batches, as in a test loop
+        metrics["f1"].update(pred[start:start + 5], gold[start:start + 5])
+        metrics["accuracy"].update(pred[start:start + 5], gold[start:start + 5])
+    scores = metrics.compute()
+    assert scores["f1"].item() == pytest.approx(f1_score(gold, pred, average="macro"), abs=1e-6)
+    assert scores["accuracy"].item() == pytest.approx(accuracy_score(gold, pred), abs=1e-6)
+
+
+def test_store_is_atomic_and_leaves_nothing_half_written(tmp_path):
+    store = ArtifactStore(tmp_path)
+
+    def broken(out: Path) -> dict:
+        (out / "weights.bin").write_bytes(b"partial")
+        raise RuntimeError("killed mid-build")
+
+    with pytest.raises(RuntimeError):
+        store.get_or_build("itt", "k1", broken, {})
+    assert not store.has("itt", "k1") and list((tmp_path / "itt").iterdir()) == [tmp_path / "itt" / "k1.lock"]
+    folder = store.get_or_build("itt", "k1", lambda out: (out / "w").write_text("ok") and {"loss": 0.1}, {"a": 1})
+    assert (folder / "w").read_text() == "ok" and store.meta("itt", "k1")["config"] == {"a": 1}
+    assert [e["key"] for e in store.events()] == ["k1"]
