@@ -170,7 +170,7 @@ def test_an_interval_adds_seed_noise_with_a_student_t_quantile_to_example_noise(
 
 def test_gains_and_slopes_match_the_truth_and_intervals_cover_it(tmp_path):
     truth = SyntheticGrid()
-    n_simulations = 40
+    n_simulations = 30
     gain_errors, gain_covered, slope_errors, slope_covered = [], [], [], []
     for simulation in range(n_simulations):
         root = tmp_path / f"grid{simulation}"
@@ -186,9 +186,10 @@ def test_gains_and_slopes_match_the_truth_and_intervals_cover_it(tmp_path):
             slope_covered.append(row.ci_low <= 100 * truth.gain_slope <= row.ci_high)
 
     assert len(gain_errors) == n_simulations * 9 and len(slope_errors) == n_simulations * 4
-    assert abs(np.mean(gain_errors)) < 0.4  # unbiased: SE of this mean is about 0.15
+    # unbiased: the mean error over 270 gains (120 slopes) is a few tenths at most
+    assert abs(np.mean(gain_errors)) < 0.4
     assert abs(np.mean(slope_errors)) < 0.4
-    assert np.sqrt(np.mean(np.square(gain_errors))) < 3.5  # one estimate: SE about 2.3
+    assert np.sqrt(np.mean(np.square(gain_errors))) < 3.5  # one gain errs by about 1.8
     assert 0.85 <= np.mean(gain_covered) <= 1.0
     assert 0.85 <= np.mean(slope_covered) <= 1.0
 
@@ -286,7 +287,7 @@ def test_grids_without_twins_sizes_or_predictions_still_give_a_report(tmp_path):
     (answer,) = result["answers"]
     assert answer["slope_per_decade"] is None and "two or more sizes" in answer["sentence"]
     gains = pd.read_csv(result["files"]["gains.csv"])
-    assert gains["p_value"].isna().all() and gains["seed_noise_included"].all()
+    assert gains["p_value"].isna().all() and (gains["seed_noise"] == "full").all()
     assert "has no predictions file" in result["files"]["report.md"].read_text()
 
 

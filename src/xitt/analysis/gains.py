@@ -221,37 +221,55 @@ def _pooled_rows(per_language: Mapping[Key, Estimate], level: float, value_name:
 def _trends(gains: Mapping[Key, Estimate], level: float) -> pd.DataFrame:
     """Slope of the gain against log10(params), per language and pooled over groups."""
     size_position, params_position = CELL_KEYS.index("size"), CELL_KEYS.index("params")
+    itt_position = CELL_KEYS.index("itt")
     curves = defaultdict(dict)  # (setting, itt, lang) -> {(params, size): gain}
     for key, estimate in gains.items():
-        curve = (*key[:len(SETTING_KEYS)], key[CELL_KEYS.index("itt")], key[-1])
+        curve = (*key[:len(SETTING_KEYS)], key[itt_position], key[-1])
         curves[curve][key[params_position], key[size_position]] = estimate
 
-    rows, slopes = [], defaultdict(list)
+    rows = []
+    group_members = defaultdict(list)  # (setting, itt, scope, group) -> slope terms per language
     for curve, by_size in curves.items():
         sizes = sorted(by_size)
-        lang = curve[-1]
         columns = {**dict(zip((*SETTING_KEYS, "itt"), curve[:-1])), "scope": "language",
-                   "group": lang, **_size_columns(sizes)}
+                   "group": curve[-1], **_size_columns(sizes), "n_languages": 1}
         if len({params for params, _ in sizes}) < 2:
             rows.append({**columns, "slope_per_decade": math.nan, "ci_low": math.nan,
-                         "ci_high": math.nan, "n_languages": 1, "status": "too_few_sizes",
+                         "ci_high": math.nan, "status": "too_few_sizes",
                          "note": "a slope needs gains at two or more model sizes"})
             continue
         weights = slope_weights([math.log10(params) for params, _ in sizes])
-        slope = combine([by_size[size] for size in sizes], weights)
-        rows.append({**columns, **_interval_columns(slope, level, "slope_per_decade"),
-                     "n_languages": 1, "status": OK, "note": ""})
+        terms = {size: (weight, by_size[size]) for size, weight in zip(sizes, weights)}
+        rows.append({**columns, **_interval_columns(_mean_slope([terms]), level,
+                                                    "slope_per_decade"),
+                     "status": OK, "note": ""})
         for scope, group_of in SCOPES.items():
-            slopes[curve[:-1], scope, group_of(lang)].append((slope, sizes))
+            group_members[(*curve[:-1], scope, group_of(curve[-1]))].append(terms)
 
-    for (setting_itt, scope, group), members in slopes.items():
-        pooled = combine([slope for slope, _ in members], [1.0 / len(members)] * len(members))
-        all_sizes = sorted({size for _, sizes in members for size in sizes})
+    for (*setting_itt, scope, group), members in group_members.items():
+        sizes = sorted({size for terms in members for size in terms})
         rows.append({**dict(zip((*SETTING_KEYS, "itt"), setting_itt)), "scope": scope,
-                     "group": group, **_size_columns(all_sizes),
-                     **_interval_columns(pooled, level, "slope_per_decade"),
-                     "n_languages": len(members), "status": OK, "note": ""})
+                     "group": group, **_size_columns(sizes), "n_languages": len(members),
+                     **_interval_columns(_mean_slope(members), level, "slope_per_decade"),
+                     "status": OK, "note": ""})
     return _sorted(rows, TREND_COLUMNS)
+
+
+def _mean_slope(per_language: list[dict[tuple, tuple[float, Estimate]]]) -> Estimate:
+    """The mean over languages of their slopes, each a weighted sum of its gains by size.
+
+    Summed size by size first: one size's languages are scored by the same models, so
+    their seed noise must be combined seed by seed (it is correlated), while different
+    sizes are different models, so where seeds do not line up the fallback of ``combine``
+    (independent seed noise) is only ever taken across sizes.
+    """
+    by_size = defaultdict(list)
+    for terms in per_language:
+        for size, (weight, gain) in terms.items():
+            by_size[size].append((weight / len(per_language), gain))
+    at_sizes = [combine([gain for _, gain in terms], [weight for weight, _ in terms])
+                for _, terms in sorted(by_size.items())]
+    return combine(at_sizes, [1.0] * len(at_sizes))
 
 
 def _size_columns(sizes: list[tuple[int, str]]) -> dict:
@@ -280,7 +298,7 @@ def _interval_columns(estimate: Estimate, level: float, value_name: str) -> dict
     if value_name == "gain":
         columns["p_value"] = estimate.p_value()
     return {**columns, "n_seeds": estimate.n_seeds, "seeds": _seed_list(estimate.per_seed),
-            "seed_noise_included": estimate.includes_seed_noise,
+            "seed_noise": estimate.seed_noise_known,
             "examples_resampled": estimate.examples_resampled}
 
 

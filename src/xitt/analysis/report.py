@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from .gains import OK, Analysis, analyse
 from .plots import plot_f1_vs_size, plot_gain_heatmap, plot_gain_vs_size
 from .records import SETTING_KEYS, load_results
-from .tables import (format_interval, format_params, interval_matrix, to_latex, to_markdown,
+from .tables import (format_estimate, format_params, interval_matrix, to_latex, to_markdown,
                      trend_table)
 
 TABLES = ("summary", "scores", "gains", "trends")
@@ -34,16 +34,17 @@ def build_report(sources: Iterable[str | Path], out_dir: str | Path, wandb_run=N
     ``ReportError`` when a source holds no records.
     """
     analysis = analyse(load_results(sources), n_bootstrap=n_bootstrap, level=level, seed=seed)
-    return write_report(analysis, Path(out_dir), wandb_run)
+    return write_report(analysis, out_dir, wandb_run)
 
 
-def write_report(analysis: Analysis, out_dir: Path, wandb_run=None) -> dict:
+def write_report(analysis: Analysis, out_dir: str | Path, wandb_run=None) -> dict:
     """Write CSV, Markdown, LaTeX and PNG outputs of ``analysis``; log them to ``wandb_run``.
 
     Returns ``{"out_dir", "files": {name: path}, "n_records", "n_gains",
     "n_missing_counterparts", "answers": [...]}`` where each answer holds the gain per
     size (mean over languages) and the slope per decade of parameters, with intervals.
     """
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     for name in TABLES:
@@ -102,16 +103,19 @@ def answers(analysis: Analysis) -> list[dict]:
             answer = {**setting, "itt": itt,
                       "n_languages": int(itt_rows["n_languages"].max()),
                       "gains": itt_rows.sort_values("params")[
-                          ["size", "params", "gain", "ci_low", "ci_high", "p_value"]
+                          ["size", "params", "gain", "ci_low", "ci_high", "p_value",
+                           "seed_noise"]
                       ].to_dict("records"),
-                      "slope_per_decade": None, "slope_ci_low": None, "slope_ci_high": None}
+                      "slope_per_decade": None, "slope_ci_low": None, "slope_ci_high": None,
+                      "slope_seed_noise": None}
             trend = overall_trends
             for key, value in {**setting, "itt": itt}.items():
                 trend = trend[trend[key] == value]
             if len(trend):
                 slope = trend.iloc[0]
                 answer.update(slope_per_decade=float(slope.slope_per_decade),
-                              slope_ci_low=float(slope.ci_low), slope_ci_high=float(slope.ci_high))
+                              slope_ci_low=float(slope.ci_low), slope_ci_high=float(slope.ci_high),
+                              slope_seed_noise=slope.seed_noise)
             answer["sentence"] = answer_sentence(answer)
             result.append(answer)
     return result
@@ -119,8 +123,8 @@ def answers(analysis: Analysis) -> list[dict]:
 
 def answer_sentence(answer: dict) -> str:
     """'ITT with mnli changes xnli F1 (...) by +1.2 [0.3, 2.1] at base (278M params) and ...'"""
-    at_sizes = [f"{format_interval(g['gain'], g['ci_low'], g['ci_high'])} at {g['size']} "
-                f"({format_params(g['params'])} params)" for g in answer["gains"]]
+    at_sizes = [f"{format_estimate(g['gain'], g['ci_low'], g['ci_high'], g['seed_noise'])} "
+                f"at {g['size']} ({format_params(g['params'])} params)" for g in answer["gains"]]
     by = at_sizes[0] if len(at_sizes) == 1 else ", ".join(at_sizes[:-1]) + " and " + at_sizes[-1]
     languages = answer["n_languages"]
     over = f"mean over {languages} languages" if languages > 1 else "one language"
@@ -128,8 +132,8 @@ def answer_sentence(answer: dict) -> str:
                 f"({setting_title(answer)}; {over}) by {by}")
     if answer["slope_per_decade"] is None:
         return sentence + "; a slope needs gains at two or more sizes."
-    slope = format_interval(answer["slope_per_decade"], answer["slope_ci_low"],
-                            answer["slope_ci_high"])
+    slope = format_estimate(answer["slope_per_decade"], answer["slope_ci_low"],
+                            answer["slope_ci_high"], answer["slope_seed_noise"])
     return sentence + f"; slope per decade of parameters: {slope} F1 points."
 
 
@@ -143,7 +147,8 @@ def report_markdown(analysis: Analysis, answer_list: list[dict],
         f"{len(records)} records ({int(records['has_predictions'].sum())} with per-example "
         f"predictions). Gains are F1 points of the ITT cell minus its no-ITT twin on the same "
         f"seeds; intervals are {level} over test examples and seeds; `*` marks p < 0.05 in a "
-        "paired test on the same test examples (see Method).\n",
+        "paired test on the same test examples; `†` marks intervals without (some of) the "
+        "seed noise, where only one seed was available (see Method).\n",
         "## Answer\n",
         *(f"- {answer['sentence']}" for answer in answer_list),
         "" if answer_list else "No ITT cell has a no-ITT twin to compare with (see below).",
@@ -197,18 +202,21 @@ def _missing_and_problems(analysis: Analysis) -> list[str]:
 
 def _method_text(analysis: Analysis) -> str:
     return (
-        f"Macro-F1 is recomputed from the per-example predictions. The interval of an "
-        f"estimate combines two independent parts in quadrature: test-set noise, from "
-        f"{analysis.n_bootstrap} bootstrap resamples of the test examples (the same "
-        "resamples for every model scored on the same test set, so differences are paired), "
-        "and seed noise, from the between-seed spread of the estimate computed seed by seed "
-        "with a Student-t quantile (a bootstrap over a few seeds would understate it). With "
-        "one seed the interval covers test-set noise only. The p-value is the paired "
-        "bootstrap test on the test examples: it asks whether test-set noise alone explains "
-        "the difference between these trained models. Trends are least-squares slopes of the "
-        "gain on log10(parameters), in F1 points per tenfold increase; group and overall "
-        "values are means over the languages that have them. Language groups: resource "
-        "level and script from `xitt.analysis.languages` (unknown codes: 'other').\n"
+        "Macro-F1 is recomputed from the per-example predictions. A gain pairs the ITT and "
+        "no-ITT runs of the same seeds (seeds without a twin are listed in gains.csv, "
+        "`unused_seeds`). An interval combines two independent parts in quadrature: "
+        f"test-set noise, from {analysis.n_bootstrap} bootstrap resamples of the test "
+        "examples (the same resamples for every model scored on the same test set, so "
+        "differences are paired), and seed noise, from the between-seed spread of the "
+        "estimate computed seed by seed, with a Student-t quantile (a bootstrap over a few "
+        "seeds would understate it; with two seeds the t quantile is 12.7, so intervals are "
+        "wide). Where seeds do not line up, the seed noise of independent models is added; "
+        "an input with a single seed has no known seed noise (`†`). The p-value is the "
+        "paired bootstrap test on the test examples: it asks whether test-set noise alone "
+        "explains the difference between these trained models. Trends are least-squares "
+        "slopes of the gain on log10(parameters), in F1 points per tenfold increase; group "
+        "and overall values are means over the languages that have them. Language groups: "
+        "resource level and script from `xitt.analysis.languages` (unknown codes: 'other').\n"
     )
 
 
@@ -238,22 +246,20 @@ def _f1_matrix(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def _latex_tables(analysis: Analysis) -> dict[str, str]:
-    gains, scores = [], []
-    for key, rows in _setting_items(analysis.gains):
-        for itt, itt_rows in rows.groupby("itt", sort=True):
-            gains.append(to_latex(interval_matrix(itt_rows, "gain", mark_significant=True),
-                                  f"ITT gain with {itt} in F1 points "
-                                  f"({setting_title(dict(zip(SETTING_KEYS, key)))}); "
-                                  "* p < 0.05, paired test on the test examples",
-                                  f"tab:gain-{_slug((*key, itt))}"))
-    for key, rows in _setting_items(analysis.scores):
-        scores.append(to_latex(_f1_matrix(rows),
-                               f"F1 ({setting_title(dict(zip(SETTING_KEYS, key)))})",
-                               f"tab:f1-{_slug(key)}"))
-    trends = [to_latex(trend_table(rows), "Slope of the ITT gain per tenfold parameters "
-                       f"({setting_title(dict(zip(SETTING_KEYS, key)))})",
-                       f"tab:trend-{_slug(key)}")
-              for key, rows in _setting_items(analysis.trends)]
+    gains = [to_latex(interval_matrix(rows, "gain", mark_significant=True),
+                      f"ITT gain with {itt} in F1 points ({setting_title(setting)}); "
+                      "* p < 0.05 in the paired test on the test examples; "
+                      "† interval without (some of) the seed noise",
+                      f"tab:gain-{_slug((*setting.values(), itt))}")
+             for setting, setting_rows in by_setting(analysis.gains)
+             for itt, rows in setting_rows.groupby("itt", sort=True)]
+    scores = [to_latex(_f1_matrix(rows), f"F1 ({setting_title(setting)})",
+                       f"tab:f1-{_slug(setting.values())}")
+              for setting, rows in by_setting(analysis.scores)]
+    trends = [to_latex(trend_table(rows), "Slope of the ITT gain in F1 points per tenfold "
+                       f"parameters ({setting_title(setting)})",
+                       f"tab:trend-{_slug(setting.values())}")
+              for setting, rows in by_setting(analysis.trends)]
     return {"gains.tex": "\n".join(gains), "scores.tex": "\n".join(scores),
             "trends.tex": "\n".join(trends)}
 

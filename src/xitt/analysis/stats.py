@@ -125,6 +125,9 @@ def stable_rng(seed: int, *labels: str) -> np.random.Generator:
     return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
 
 
+FULL, PARTIAL, NONE = "full", "partial", "none"  # how much of the seed noise is known
+
+
 @dataclass(frozen=True, eq=False)
 class Estimate:
     """A point estimate with the two sources of its uncertainty kept apart.
@@ -132,9 +135,11 @@ class Estimate:
     ``example_replicates``: the estimate recomputed on each bootstrap resample of the test
     examples (models fixed).  ``per_seed``: the estimate computed from each seed's models
     alone, when the design is seed-matched; its spread gives the seed noise.  Where the
-    seeds do not line up, ``seed_variance`` and ``seed_dof`` carry that noise instead.
-    ``examples_resampled`` is False when some input had no per-example predictions, so the
-    replicates hold no test-set noise for it.
+    seeds do not line up, ``seed_variance`` and ``seed_dof`` carry that noise instead, and
+    ``seed_noise_complete`` is False when some input had a single seed, so that its seed
+    noise is unknown and missing from ``seed_variance``.  ``examples_resampled`` is False
+    when some input had no per-example predictions, so the replicates hold no test-set
+    noise for it.
     """
 
     value: float
@@ -143,6 +148,7 @@ class Estimate:
     examples_resampled: bool = True
     seed_variance: float = math.nan
     seed_dof: float = math.nan
+    seed_noise_complete: bool = True
 
     @property
     def n_seeds(self) -> int:
@@ -156,8 +162,12 @@ class Estimate:
         return self.seed_variance, self.seed_dof
 
     @property
-    def includes_seed_noise(self) -> bool:
-        return not math.isnan(self.seed_noise()[0])
+    def seed_noise_known(self) -> str:
+        """How much of the seed noise the interval holds: all of it, part of it (some
+        inputs had a single seed), or none (a single seed)."""
+        if math.isnan(self.seed_noise()[0]):
+            return NONE
+        return FULL if len(self.per_seed) >= 2 or self.seed_noise_complete else PARTIAL
 
     def interval(self, level: float = 0.95) -> tuple[float, float]:
         """Confidence interval over test examples and seeds (examples only if one seed)."""
@@ -206,7 +216,8 @@ def combine(estimates: Sequence[Estimate], weights: Sequence[float]) -> Estimate
 
     Seed noise comes from the combination evaluated seed by seed where at least two seeds
     are common to all inputs; otherwise the inputs' seed noises are taken as independent
-    and added, with Welch-Satterthwaite degrees of freedom.
+    and added, with Welch-Satterthwaite degrees of freedom; inputs with an unknown seed
+    noise (one seed) add nothing and make the result's seed noise "partial".
     """
     weights = np.asarray(weights, dtype=float)
     value = float(sum(w * e.value for w, e in zip(weights, estimates)))
@@ -217,16 +228,17 @@ def combine(estimates: Sequence[Estimate], weights: Sequence[float]) -> Estimate
         per_seed = {seed: float(sum(w * e.per_seed[seed] for w, e in zip(weights, estimates)))
                     for seed in sorted(common_seeds)}
         return Estimate(value, replicates, per_seed, examples_resampled)
-    variance, dof = _welch_satterthwaite(
-        [(w * w * v, d) for w, (v, d) in zip(weights, (e.seed_noise() for e in estimates))])
-    return Estimate(value, replicates, {}, examples_resampled, variance, dof)
+    noises = [(w * w * variance, dof)
+              for w, (variance, dof) in zip(weights, (e.seed_noise() for e in estimates))]
+    known = [(variance, dof) for variance, dof in noises if not math.isnan(variance)]
+    variance, dof = _welch_satterthwaite(known) if known else (math.nan, math.nan)
+    complete = all(e.seed_noise_known == FULL for e in estimates)
+    return Estimate(value, replicates, {}, examples_resampled, variance, dof, complete)
 
 
 def _welch_satterthwaite(terms: Sequence[tuple[float, float]]) -> tuple[float, float]:
     """Sum of independent variance terms and the approximate degrees of freedom of the sum."""
     variance = sum(v for v, _ in terms)
-    if math.isnan(variance):
-        return math.nan, math.nan
     spread_terms = [(v, d) for v, d in terms if v > 0]
     if not spread_terms:
         return 0.0, math.inf

@@ -14,8 +14,10 @@ import math
 import pandas as pd
 
 from .gains import OK
+from .stats import FULL
 
 SIGNIFICANCE_THRESHOLD = 0.05
+WITHOUT_SEED_NOISE = "†"  # marks intervals that lack (some of) the seed noise
 _SCOPE_TITLES = {"resource": "resource", "script": "script", "overall": "all languages"}
 
 
@@ -31,12 +33,15 @@ def size_label(size: str, params: float) -> str:
     return f"{size} ({format_params(params)})"
 
 
-def format_interval(value: float, low: float, high: float, signed: bool = True) -> str:
-    """'+1.2 [-0.3, 2.7]' (one decimal, as F1 points are reported)."""
+def format_estimate(value: float, low: float, high: float, seed_noise: str = FULL,
+                    signed: bool = True) -> str:
+    """'+1.2 [-0.3, 2.7]' (one decimal, as F1 points are reported), marked '†' when the
+    interval lacks (some of) the seed noise."""
     if math.isnan(value):
         return "n/a"
     sign = "+" if signed else ""
-    return f"{value:{sign}.1f} [{low:.1f}, {high:.1f}]"
+    text = f"{value:{sign}.1f} [{low:.1f}, {high:.1f}]"
+    return text if seed_noise == FULL else f"{text} {WITHOUT_SEED_NOISE}"
 
 
 def format_p_value(p_value: float) -> str:
@@ -59,7 +64,8 @@ def interval_matrix(table: pd.DataFrame, value_column: str, row_keys: tuple[str,
     """Estimates with intervals, one row per language or group (and ``row_keys``), one
     column per model size.
 
-    With ``mark_significant``, '*' marks estimates whose paired test gives p < 0.05.
+    With ``mark_significant``, '*' marks estimates whose paired test gives p < 0.05; '†'
+    marks intervals without (some of) the seed noise, where only one seed was available.
     Rows without an estimate (e.g. a missing counterpart) read 'missing'.
     """
     table = table.sort_values("params", kind="stable")
@@ -69,8 +75,10 @@ def interval_matrix(table: pd.DataFrame, value_column: str, row_keys: tuple[str,
     for row in table.itertuples(index=False):
         label = (group_label(row.scope, row.group), *(getattr(row, k) for k in row_keys))
         value = getattr(row, value_column)
-        text = "missing" if pd.isna(value) else format_interval(value, row.ci_low, row.ci_high,
-                                                                 signed)
+        if pd.isna(value):
+            text = "missing"
+        else:
+            text = format_estimate(value, row.ci_low, row.ci_high, row.seed_noise, signed)
         if mark_significant and not pd.isna(value) and row.p_value < SIGNIFICANCE_THRESHOLD:
             text += " *"
         cells.setdefault(label, {})[size_label(row.size, row.params)] = text
@@ -86,9 +94,9 @@ def trend_table(trends: pd.DataFrame) -> pd.DataFrame:
         "language": [group_label(s, g) for s, g in zip(trends["scope"], trends["group"])],
         "sizes": trends["sizes"],
         "slope per decade [CI]": [
-            format_interval(v, lo, hi) if status == OK else status.replace("_", " ")
-            for v, lo, hi, status in zip(trends["slope_per_decade"], trends["ci_low"],
-                                         trends["ci_high"], trends["status"])],
+            format_estimate(row.slope_per_decade, row.ci_low, row.ci_high, row.seed_noise)
+            if row.status == OK else row.status.replace("_", " ")
+            for row in trends.itertuples(index=False)],
     })
 
 
@@ -105,7 +113,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                  "^": r"\textasciicircum{}"}
+                  "^": r"\textasciicircum{}", WITHOUT_SEED_NOISE: r"\dag{}"}
 
 
 def latex_escape(text: object) -> str:

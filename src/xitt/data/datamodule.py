@@ -4,7 +4,11 @@ one test set per evaluation language, tokenised once and padded per batch.
 With a `cache_dir`, reading and tokenising happen once per node, in Lightning's
 `prepare_data` (one process per node, before the others start): each split is saved
 tokenised under the hash of what determines it, and every rank's `setup` memory-maps it.
-Without one (a single process, or tests), the splits are tokenised in memory."""
+Without one (a single process, or tests), the splits are tokenised in memory.
+
+`batch_size` is the batch of one optimizer step over all processes: under DDP each rank
+takes its slice of the same batches a single process would train on (`ShardedBatchSampler`),
+so a cell learns the same with any number of processes."""
 
 import os
 import shutil
@@ -15,6 +19,7 @@ from typing import Any
 
 import datasets
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
@@ -29,7 +34,7 @@ class TaskDataModule(pl.LightningDataModule):
     def __init__(self, task: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase,
                  train_langs: Sequence[str] = (), eval_langs: Sequence[str] = (),
                  batch_size: int = 32, eval_batch_size: int = 128, max_length: int = 128,
-                 num_workers: int = 0, cache_dir: str | Path | None = None):
+                 num_workers: int = 0, cache_dir: str | Path | None = None, seed: int = 0):
         super().__init__()
         self.task = task
         self.tokenizer = tokenizer
@@ -42,6 +47,7 @@ class TaskDataModule(pl.LightningDataModule):
         self.collate = DataCollatorWithPadding(tokenizer)
         self.test_ids: dict[str, list[str]] = {}
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.seed = seed
 
     def _tokenised(self, dataset: datasets.Dataset) -> datasets.Dataset:
         fields = list(self.task["text_fields"])
@@ -100,8 +106,10 @@ class TaskDataModule(pl.LightningDataModule):
                 self.test_sets.append(_model_view(prepared).with_format("torch"))
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True,
-                          collate_fn=self.collate, num_workers=self.num_workers)
+        world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        sampler = ShardedBatchSampler(len(self.train_set), self.batch_size, world_size, rank, self.seed)
+        return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=self.collate,
+                          num_workers=self.num_workers)
 
     def test_dataloader(self) -> list[DataLoader]:
         return [DataLoader(test_set, batch_size=self.eval_batch_size, shuffle=False,
@@ -118,6 +126,35 @@ class TaskDataModule(pl.LightningDataModule):
             return None
         return UnrepeatedDistributedSampler(test_set, num_replicas=trainer.world_size, rank=trainer.global_rank,
                                             shuffle=False)
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Shuffled training batches, the same whatever the number of processes: each epoch
+    a seeded permutation is cut into batches of `batch_size`, and rank r of n takes every
+    n-th example of each batch. Every rank gets the same number of batches (DDP steps in
+    lock-step); a last batch too small to give every rank an example is dropped."""
+
+    def __init__(self, size: int, batch_size: int, world_size: int = 1, rank: int = 0, seed: int = 0):
+        self.size, self.batch_size = size, batch_size
+        self.world_size, self.rank, self.seed = world_size, rank, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls it at each epoch start
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        batches = [order[start:start + self.batch_size] for start in range(0, self.size, self.batch_size)]
+        return [batch for batch in batches if len(batch) >= self.world_size]
+
+    def __iter__(self):
+        for batch in self._batches():
+            yield batch[self.rank::self.world_size]
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.size, self.batch_size)
+        return full + (rest >= self.world_size and rest > 0)
 
 
 def _model_view(dataset: datasets.Dataset) -> datasets.Dataset:

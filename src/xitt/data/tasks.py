@@ -144,6 +144,14 @@ def translate_train_source_lang(task: Mapping[str, Any]) -> str:
     return (task.get(TRANSLATE_TRAIN) or {}).get("from_lang", "en")
 
 
+def with_translated_training(task: Mapping[str, Any]) -> dict[str, Any]:
+    """The task as translate-train trains on it: its training split is the machine-
+    translated one of each language (the original one for the language translated from)."""
+    translate_train_section(task)
+    declared = {**task[TRANSLATE_TRAIN], "original_split": task["train_split"]}
+    return {**task, "train_split": TRANSLATE_TRAIN, TRANSLATE_TRAIN: declared}
+
+
 def translate_train_section(task: Mapping[str, Any]) -> dict[str, Any]:
     """Where the task's machine-translated training sets are for its current source (the
     overrides of its source section); fails, saying what to do, for a task without them."""
@@ -172,7 +180,7 @@ def _source_split(task: Mapping[str, Any], lang: str, split: str) -> tuple[dict[
     if split == TRANSLATE_TRAIN:
         if lang == translate_train_source_lang(task):
             # nothing to translate: the source language trains on the original training set
-            return _source_split(task, lang, task["train_split"])
+            return _source_split(task, lang, task[TRANSLATE_TRAIN].get("original_split", "train"))
         section.update(translate_train_section(task))
         return section, section.get("split")
     splits = section.get("splits") or {}

@@ -14,7 +14,8 @@ from xitt import XittError
 FREEZING_MODES = ("none", "embeddings", "bottom_k", "probe")
 
 
-def _is_local(name_or_path: str) -> bool:
+def is_local_path(name_or_path: str) -> bool:
+    """A folder on disk rather than a hub id (hub ids never start with a slash or dot)."""
     return os.path.isdir(name_or_path) or name_or_path.startswith(("/", "./", "../"))
 
 
@@ -23,7 +24,7 @@ def missing_model_assets(model: Mapping[str, Any]) -> list[str]:
     if model["source"] == "scratch":
         return []
     name = model["name_or_path"]
-    if _is_local(name):
+    if is_local_path(name):
         return [] if Path(name, "config.json").is_file() else [f"local model folder {name} (no config.json)"]
     from huggingface_hub import constants, try_to_load_from_cache
 
@@ -66,7 +67,10 @@ def load_encoder(name_or_path: str | Path, encoder_class: str = "AutoModel") -> 
                     f"Load it with `+model.encoder_class={family}EncoderModel model.pooling=mean` "
                     f"(or use the family config, e.g. `model=mt5`)."
                 )
-        return loader.from_pretrained(str(name_or_path))
+        # Full precision, whatever the checkpoint's storage dtype: transformers 5 would keep
+        # an fp16 checkpoint in fp16 ("auto"), and AdamW on fp16 weights loses the small
+        # updates. Mixed or reduced precision is the trainer's `precision` setting.
+        return loader.from_pretrained(str(name_or_path), dtype=torch.float32)
     except OSError as error:
         raise XittError(
             f"Could not load the encoder '{name_or_path}': {error}. If this machine has no "

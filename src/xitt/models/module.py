@@ -74,6 +74,12 @@ class SequenceClassifier(pl.LightningModule):
         self.eval_langs = list(eval_langs)
         self.test_metrics = nn.ModuleDict({lang: language_metrics(num_labels) for lang in self.eval_langs})
         self.loss = nn.CrossEntropyLoss()
+        # `encoder_dropout` overrides the checkpoint's own dropout rates (all of them: hidden,
+        # attention); 0 makes training deterministic given the data order.
+        if hparams.get("encoder_dropout") is not None:
+            for layer in encoder.modules():
+                if isinstance(layer, nn.Dropout):
+                    layer.p = float(hparams["encoder_dropout"])
         # The pooler of BERT-like checkpoints is not used: keep it out of the gradients
         # (DDP would otherwise wait for gradients that never come).
         if getattr(encoder, "pooler", None) is not None:

@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
 from xitt import XittError
-from xitt.data.tasks import TRANSLATE_TRAIN, resolve_task, translate_train_section
+from xitt.data.tasks import resolve_task, translate_train_section, with_translated_training
 from xitt.keys import content_key
 
 TRANSFER_MODES = ("zero_shot", "target_finetune", "translate_train", "few_shot")
@@ -135,7 +135,7 @@ class Cell:
         examples per class and the few-shot hyper-parameters."""
         mode = self.transfer["mode"]
         if mode == "translate_train":
-            return {**self.target, "train_split": TRANSLATE_TRAIN}
+            return with_translated_training(self.target)
         if mode == "few_shot":
             return {**self.target, "hparams": {**self.target["hparams"], **(self.transfer.get("hparams") or {})},
                     "train_sample": {"per_class": int(self.transfer["k"]), "seed": int(self.transfer["sample_seed"])}}

@@ -77,6 +77,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         outcome.update(cell=runner.cell.name, cell_key=runner.cell.cell_key)
         skipped = not runner.pending_langs()
         records = runner.run()
+        if not runner.ranks.is_zero:  # the other ranks of a multi-process job: rank 0 reports
+            return outcome
         outcome.update(status="skipped" if skipped else "done",
                        records=[str(runner.record_path(r["lang"]).resolve()) for r in records],
                        f1={r["lang"]: round(r["f1"], 2) for r in records})
@@ -99,6 +101,10 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _write_outcome(job_dir: Path, outcome: dict[str, Any], started: float) -> None:
+    from xitt.stages.ranks import is_global_zero
+
+    if not is_global_zero():  # one outcome per job, also when it fails on several ranks
+        return
     outcome["seconds"] = round(time.time() - started, 2)
     job_dir.mkdir(parents=True, exist_ok=True)
     (job_dir / OUTCOME_FILE).write_text(json.dumps(outcome, indent=2))

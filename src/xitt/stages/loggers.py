@@ -15,9 +15,23 @@ def stage_logger(logger_cfg: DictConfig, *, cell_name: str, stage: str, group: s
         return False
     factory = instantiate(logger_cfg)
     if factory.func is WandbLogger:
-        Path(factory.keywords["save_dir"]).mkdir(parents=True, exist_ok=True)
-        return factory(name=f"{cell_name}/{stage}", group=group, job_type=stage, tags=tags, config=config)
+        save_dir = sweep_wandb_dir() or factory.keywords["save_dir"]
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        return factory(name=f"{cell_name}/{stage}", group=group, job_type=stage, tags=tags, config=config,
+                       save_dir=str(save_dir))
     return factory(name=cell_name, version=stage)
+
+
+def sweep_wandb_dir() -> Path | None:
+    """`<sweep dir>/wandb` for a job of a multirun, so that a sweep's offline runs stay
+    with its results (and `wandb sync <sweep dir>/wandb/offline-run-*` uploads one sweep);
+    None for a single run, which logs under `paths.wandb`."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return Path(HydraConfig.get().sweep.dir) / "wandb"
+    return None
 
 
 def finish_logger() -> None:

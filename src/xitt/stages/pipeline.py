@@ -205,11 +205,13 @@ class CellRunner:
             trainer = self.trainer(logger=logger)
             trainer.test(module, datamodule=data, verbose=False)
             if not trainer.is_global_zero:
+                self.ranks.barrier("records written")  # the other ranks read them next
                 return
             params = count_parameters(encoder)
             records = [self.write_record(lang, target_key, train_langs, module, data, params, started)
                        for lang in langs]
             log_scores(logger, records)
+            self.ranks.barrier("records written")
         finally:
             finish_logger()
 
@@ -218,23 +220,10 @@ class CellRunner:
     def datamodule(self, task: dict, tokenizer: PreTrainedTokenizerBase, train_langs: Sequence[str] = (),
                    eval_langs: Sequence[str] = ()) -> TaskDataModule:
         hparams = task["hparams"]
-        return TaskDataModule(task, tokenizer, train_langs, eval_langs,
-                              batch_size=self.per_rank_batch_size(int(hparams["batch_size"])),
+        return TaskDataModule(task, tokenizer, train_langs, eval_langs, batch_size=int(hparams["batch_size"]),
                               eval_batch_size=int(task.get("eval_batch_size", 128)),
                               max_length=int(hparams["max_length"]), num_workers=int(self.cfg.get("num_workers", 0)),
-                              cache_dir=Path(self.cfg.paths.store) / "data")
-
-    def per_rank_batch_size(self, batch_size: int) -> int:
-        """The task's `batch_size` is the effective batch of one optimizer step, so that
-        a cell learns the same with any number of processes: each rank takes its share."""
-        world_size = self.ranks.world_size
-        if batch_size % world_size:
-            raise XittError(
-                f"The batch size {batch_size} does not split evenly over {world_size} processes "
-                f"(trainer.devices x trainer.num_nodes). Choose a batch size divisible by {world_size} "
-                f"(e.g. `itt.hparams.batch_size=...`, `target.hparams.batch_size=...`) or another device count."
-            )
-        return batch_size // world_size
+                              cache_dir=Path(self.cfg.paths.store) / "data", seed=self.cell.seed)
 
     def logger(self, stage: str):
         if not self.ranks.is_zero:  # one W&B run per job: rank 0's
@@ -324,7 +313,8 @@ def build_trainer(trainer_cfg: DictConfig, **overrides: Any) -> pl.Trainer:
         )
     if SLURMEnvironment.detect() and "plugins" not in overrides:
         overrides["plugins"] = [SLURMEnvironment(auto_requeue=False)]
-    return instantiate(cfg)(enable_checkpointing=False, **overrides)
+    # The DataModule splits batches over the ranks itself (see TaskDataModule).
+    return instantiate(cfg)(enable_checkpointing=False, use_distributed_sampler=False, **overrides)
 
 
 def gathered_weights(trainer: pl.Trainer) -> dict[str, torch.Tensor] | None:

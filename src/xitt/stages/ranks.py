@@ -22,13 +22,12 @@ Where the ranks come from:
 
 import logging
 import subprocess
-from typing import Any
-
-import pytorch_lightning as pl
-from lightning_fabric.utilities.rank_zero import rank_zero_only
-from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+from typing import TYPE_CHECKING, Any
 
 from xitt import XittError
+
+if TYPE_CHECKING:  # kept light: the artifact store imports this module
+    import pytorch_lightning as pl
 
 log = logging.getLogger(__name__)
 CHILD_EXIT_WAIT_S = 300
@@ -37,6 +36,8 @@ CHILD_EXIT_WAIT_S = 300
 def is_global_zero() -> bool:
     """Rank 0 of the job (also in a process that has not joined a process group yet:
     Lightning reads RANK / LOCAL_RANK / SLURM_PROCID from the environment at import)."""
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
@@ -66,9 +67,11 @@ class Ranks:
         return self.global_rank == 0
 
     @classmethod
-    def start(cls, trainer: pl.Trainer) -> "Ranks":
+    def start(cls, trainer: "pl.Trainer") -> "Ranks":
         """Join (or, for a local run, create) the job's processes and their process group,
         using the strategy of `trainer` (a trainer built from the cell's `trainer` config)."""
+        from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
         strategy = trainer.strategy
         processes = getattr(strategy, "num_processes", 1) * getattr(strategy, "num_nodes", 1)
         if processes <= 1:

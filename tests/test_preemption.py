@@ -1,0 +1,68 @@
+"""Preemption: a stage told to stop (SLURM's warning signal) saves a checkpoint and exits;
+running the same command again resumes the stage from that checkpoint."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_script
+from xitt.stages.store import ArtifactStore
+
+# The demo cell with a longer ITT stage, so that there is time to interrupt it.
+OVERRIDES = ["logger=none", "itt.hparams.epochs=4", "target.hparams.epochs=2"]
+
+
+def wait_for(predicate, process: subprocess.Popen, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        if process.poll() is not None:
+            out, err = process.communicate()
+            pytest.fail(f"the run ended (status {process.returncode}) before {what}:\n{err[-3000:]}")
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGUSR2])
+def test_a_signalled_stage_checkpoints_exits_and_resumes(tmp_path, stop_signal):
+    overrides = [*OVERRIDES, f"paths.root={tmp_path}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
+    env.pop("XITT_SWEEP_NAME", None)
+    first = subprocess.Popen([sys.executable, "train.py", *overrides], cwd=REPO, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    itt_dir = tmp_path / "store" / "itt"
+    # Wait until the ITT stage has finished its first epoch (its epoch-end checkpoint), then
+    # signal it in the middle of the second.
+    wait_for(lambda: list(itt_dir.glob(".work-*/last.json")), first, 600, "the first ITT epoch ended")
+    work = next(itt_dir.glob(".work-*"))
+    time.sleep(2)
+    first.send_signal(stop_signal)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 128 + stop_signal, err[-3000:]
+    saved = json.loads((work / "last.json").read_text())
+    assert saved["reason"] == "preempted" and saved["epochs_done"] >= 1 and saved["global_step"] > 0
+    assert (work / "last.ckpt").is_file()
+    assert not ArtifactStore(tmp_path / "store").has("itt", work.name.removeprefix(".work-"))
+    assert not list(itt_dir.glob(".tmp-*"))  # the half-built artifact folder was removed
+    assert "Run the same command again" in err
+
+    second = run_script("train.py", *overrides)
+    assert second.returncode == 0, second.stderr[-3000:]
+    log = second.stdout + second.stderr
+    assert f"resuming itt from epoch {saved['epochs_done']} (step {saved['global_step']})" in log
+    store = ArtifactStore(tmp_path / "store")
+    itt_key = work.name.removeprefix(".work-")
+    meta = store.meta("itt", itt_key)
+    assert meta["metrics"]["resumed_from_epoch"] == saved["epochs_done"]
+    assert meta["metrics"]["steps"] == 4 * 94  # all four epochs of 94 batches, none repeated or skipped
+    built = [e for e in store.events() if e["kind"] == "itt"]
+    assert len(built) == 1 and built[0]["resumed_from_epoch"] == saved["epochs_done"]
+    assert not work.exists()  # the checkpoints go once the artifact is stored
+    records = [p for p in (tmp_path / "results").rglob("*.json") if not p.name.endswith(".predictions.json")]
+    assert len(records) == 4

@@ -1,0 +1,387 @@
+"""Real tasks and model ladders: the task registry and its readers (hub and local files),
+unified labels, carved splits, transfer modes and their keys, every encoder family with
+every head, the offline asset check, `python -m xitt.prepare --dry-run`, and the named
+studies. Offline throughout; the real data slices in ../shared are read where present."""
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+import transformers
+from transformers import AutoTokenizer, DataCollatorWithPadding
+
+from conftest import compose, run_script
+from xitt import XittError
+from xitt.data.readers import read_csv, read_jsonl, read_tsv
+from xitt.data.tasks import data_parts, load_split, split_note
+from xitt.stages.cell import Cell
+
+XNLI_LANGS = ["en", "ar", "bg", "de", "el", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"]
+PAWSX_LANGS = ["en", "de", "es", "fr", "ja", "ko", "zh"]
+
+
+def task(*overrides: str, group: str = "target") -> dict:
+    """A task as the pipeline sees it, from the real configs."""
+    cell = Cell.from_config(compose(*overrides))
+    return cell.target if group == "target" else cell.itt
+
+
+# -- readers -------------------------------------------------------------------------------
+
+
+def test_each_reader_reads_its_format(tmp_path):
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text('He said "hi.\tShe "left\tneutral\nNo quotes\there\tentailment\n', encoding="utf-8")
+    rows = read_tsv(tsv, ["premise", "hypothesis", "label"])
+    assert rows == {"premise": ['He said "hi.', "No quotes"], "hypothesis": ['She "left', "here"],
+                    "label": ["neutral", "entailment"]}  # stray quotes do not join lines
+
+    with open(tmp_path / "tweets.csv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([["text", "label"], ['a, "quoted"\nline', "positive"], ["b", "negative"]])
+    assert read_csv(tmp_path / "tweets.csv") == {"text": ['a, "quoted"\nline', "b"], "label": ["positive", "negative"]}
+
+    (tmp_path / "r.jsonl").write_text('{"body": "x", "stars": 5}\n\n{"body": "y", "stars": 1}\n')
+    assert read_jsonl(tmp_path / "r.jsonl") == {"body": ["x", "y"], "stars": [5, 1]}
+
+
+def test_a_ragged_line_is_named_with_its_file_and_line(tmp_path):
+    (tmp_path / "bad.tsv").write_text("a\tb\tneutral\na\tneutral\n")
+    with pytest.raises(XittError, match=r"Line 2 of .*bad\.tsv has 2 columns"):
+        read_tsv(tmp_path / "bad.tsv", ["premise", "hypothesis", "label"])
+
+
+# -- the real data slices ------------------------------------------------------------------
+
+
+def test_xnli_tsv_reads_every_language_with_balanced_string_labels(shared):
+    xnli = task("target=xnli", "target.source=local", f"target.path={shared / 'data/xnli'}")
+    for lang in XNLI_LANGS:
+        rows = load_split(xnli, lang, "validation")
+        assert len(rows) == 2490, lang
+        assert Counter(rows["label"]) == {0: 830, 1: 830, 2: 830}, lang
+
+
+def test_the_same_xnli_pair_has_the_same_label_in_english_and_german(shared):
+    xnli = task("target=xnli", "target.source=local", f"target.path={shared / 'data/xnli'}")
+    english, german = load_split(xnli, "en", "validation"), load_split(xnli, "de", "validation")
+    assert english["id"] == german["id"]  # parallel rows share their id
+    assert english["label"] == german["label"]
+    first = english[0], german[0]
+    assert first[0]["premise"].startswith("And he said, Mama") and first[1]["premise"].startswith("und er hat gesagt")
+    assert xnli["labels"][first[0]["label"]] == "neutral"
+
+
+def test_pawsx_tsv_reads_seven_languages_as_paraphrase_labels(shared):
+    pawsx = task("target=pawsx", "target.source=local", f"target.path={shared / 'data/pawsx'}")
+    assert pawsx["labels"] == ["not_paraphrase", "paraphrase"]
+    for lang in PAWSX_LANGS:
+        rows = load_split(pawsx, lang, "validation")
+        assert len(rows) == 2000 and set(rows["label"]) == {0, 1}, lang
+    assert load_split(pawsx, "de", "validation")["label"] == load_split(pawsx, "en", "validation")["label"]
+
+
+def test_sentiment_csv_folders_are_found_by_language_name(shared):
+    sentiment = task("target=sentiment", "target.source=local", f"target.path={shared / 'data/multilingual_sentiment'}",
+                     "target.languages=[en,de,zh,id]")
+    assert data_parts(sentiment, "de", "test")[0].path.parent.name == "german"
+    english = load_split(sentiment, "en", "test")
+    assert len(english) == 870 and len(load_split(sentiment, "en", "validation")) == 324
+    assert set(english["label"]) == {0, 1, 2}
+    assert len(load_split(sentiment, "zh", "test")) == 3000
+    assert len(load_split(sentiment, "id", "validation")) == 1260
+    first = next(csv.DictReader(open(shared / "data/multilingual_sentiment/english/test.csv", encoding="utf-8")))
+    assert sentiment["labels"][english[0]["label"]] == first["label"] == "negative"
+
+
+def test_marc_jsonl_stars_or_three_way_and_a_carved_test_split(shared):
+    local = ["target=marc", "target.source=local", f"target.path={shared / 'data/marc_fewshot'}"]
+    stars = task(*local, "target.split_ratio=0.7")
+    assert stars["labels"] == ["1", "2", "3", "4", "5"]
+    train, test = load_split(stars, "de", "train"), load_split(stars, "de", "test")
+    assert (len(train), len(test)) == (140, 60) and not set(train["id"]) & set(test["id"])
+    assert sorted(Counter(train["label"] + test["label"]).values()) == [40] * 5
+    assert load_split(stars, "de", "test")["id"] == test["id"]  # the same carve every time
+    assert "70%" in split_note(stars) and "'train' split" in split_note(stars)
+
+    three_way = task(*local, "target.label_scheme=three_way", "target.split_ratio=0.7")
+    assert three_way["labels"] == ["negative", "neutral", "positive"]
+    whole = load_split(three_way, "fr", "train")["label"] + load_split(three_way, "fr", "test")["label"]
+    assert Counter(whole) == {0: 80, 1: 40, 2: 80}
+
+    with pytest.raises(XittError, match="no 'test' split.*split_ratio"):
+        load_split(task(*local), "de", "test")  # one file only: say how to carve a test split
+    with pytest.raises(XittError, match="no label scheme 'five'.*stars, three_way"):
+        task(*local, "target.label_scheme=five")
+
+
+def test_imdb_sample_csv_splits_by_its_is_valid_column(shared):
+    imdb = task("itt=imdb", "itt.source=local", f"itt.path={shared / 'data/imdb'}", group="itt")
+    train, test = load_split(imdb, "en", "train"), load_split(imdb, "en", "test")
+    assert (len(train), len(test)) == (800, 200)
+    assert imdb["labels"] == ["negative", "positive"] and set(train["label"]) == {0, 1}
+
+
+# -- errors that name the path and the fix -------------------------------------------------
+
+
+def test_a_missing_folder_names_the_path_and_the_fix(tmp_path):
+    xnli = task("target=xnli", "target.source=local", f"target.path={tmp_path / 'nowhere'}")
+    with pytest.raises(XittError, match=r"the folder .*nowhere does not exist.*`target.path=") as error:
+        load_split(xnli, "de", "test")
+    assert "{split}-{lang}.tsv" in str(error.value)
+
+
+def test_a_missing_column_and_an_unknown_label_are_named(tmp_path):
+    (tmp_path / "english").mkdir()
+    (tmp_path / "english" / "test.csv").write_text("tweet,label\nhello,positive\n")
+    sentiment = task("target=sentiment", "target.source=local", f"target.path={tmp_path}")
+    with pytest.raises(XittError, match=r"no column 'text'.*its columns are: tweet, label.*local.columns"):
+        load_split(sentiment, "en", "test")
+    (tmp_path / "english" / "test.csv").write_text("text,label\nhello,positive\nmeh,mixed\n")
+    with pytest.raises(XittError, match=r"label values 'mixed'.*\['negative', 'neutral', 'positive'\].*label_map"):
+        load_split(sentiment, "en", "test")
+
+
+def test_a_language_without_a_folder_name_says_where_to_add_it(tmp_path):
+    sentiment = task("target=sentiment", "target.source=local", f"target.path={tmp_path}", "target.languages=[en,sw]")
+    with pytest.raises(XittError, match="`lang_names` has no entry for 'sw'"):
+        load_split(sentiment, "sw", "test")
+
+
+# -- the hub path, on a local data set folder ------------------------------------------------
+
+
+def test_hub_integer_labels_are_read_by_class_name_not_position(tmp_path):
+    """The hub's XNLI has integer labels; a source whose class list is in another order
+    must still give each pair its meaning (here, a data set folder read by `load_dataset`)."""
+    features = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["contradiction", "entailment", "neutral"])})
+    rows = {"premise": ["p1", "p2", "p3"], "hypothesis": ["h1", "h2", "h3"], "label": [0, 1, 2]}
+    (tmp_path / "de").mkdir()
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(tmp_path / "de" / "test.parquet"))
+    xnli = task("target=xnli", f"target.hub.path={tmp_path}", "target.hub.name=null", "+target.hub.data_dir={lang}")
+    unified = load_split(xnli, "de", "test")
+    assert [xnli["labels"][label] for label in unified["label"]] == ["contradiction", "entailment", "neutral"]
+
+
+# -- transfer modes and their keys ---------------------------------------------------------
+
+
+def test_each_transfer_mode_trains_on_the_languages_it_says():
+    assert Cell.from_config(compose("transfer=zero_shot")).train_langs_for("far") == ["en"]
+    assert Cell.from_config(compose("transfer=target_finetune")).train_langs_for("far") == ["far"]
+    few = Cell.from_config(compose("transfer=few_shot", "transfer.k=4"))
+    assert few.train_langs_for("far") == ["far"]
+    training = few.target_training_task
+    assert training["train_sample"] == {"per_class": 4, "seed": 1} and training["hparams"]["epochs"] == 20
+
+
+def test_few_shot_starts_from_the_zero_shot_model_and_keys_everything_that_shapes_it():
+    zero = Cell.from_config(compose("transfer=zero_shot"))
+    few = Cell.from_config(compose("transfer=few_shot"))
+    assert few.english_target_key == zero.target_key(["en"])  # one English model for both
+    keys = {few.target_key(["far"]), few.target_key(["near"]),
+            Cell.from_config(compose("transfer=few_shot", "transfer.k=16")).target_key(["far"]),
+            Cell.from_config(compose("transfer=few_shot", "transfer.sample_seed=2")).target_key(["far"]),
+            Cell.from_config(compose("transfer=target_finetune")).target_key(["far"])}
+    assert len(keys) == 5
+
+
+def test_few_shot_samples_k_per_class_and_a_larger_k_extends_a_smaller_one():
+    base = Cell.from_config(compose("transfer=few_shot")).target
+
+    def sample(k: int, seed: int) -> datasets.Dataset:
+        return load_split({**base, "train_sample": {"per_class": k, "seed": seed}}, "mid", "train")
+
+    four, eight = sample(4, 1), sample(8, 1)
+    assert Counter(four["label"]) == {0: 4, 1: 4, 2: 4} and set(four["id"]) < set(eight["id"])
+    assert set(sample(4, 2)["id"]) != set(four["id"])
+    with pytest.raises(XittError, match="fewer than the 1000 per class"):
+        sample(1000, 1)
+
+
+def test_translate_train_reads_the_declared_translations_or_says_the_task_has_none(tmp_path):
+    xnli = Cell.from_config(compose("target=xnli", "transfer=translate_train", "target.source=local",
+                                    f"target.path={tmp_path}")).target_training_task
+    assert data_parts(xnli, "de", xnli["train_split"])[0].path == tmp_path / "XNLI-MT-1.0/multinli/multinli.train.de.tsv"
+    assert data_parts(xnli, "en", xnli["train_split"])[0].path == tmp_path / "train-en.tsv"
+    hub = Cell.from_config(compose("target=xnli", "transfer=translate_train")).target_training_task
+    assert data_parts(hub, "de", hub["train_split"])[0].split == "train"
+    with pytest.raises(XittError, match="'sentiment' has no machine-translated training sets"):
+        Cell.from_config(compose("target=sentiment", "transfer=translate_train"))
+
+
+def test_the_offline_check_names_missing_local_files_before_training(tmp_path):
+    from xitt.stages.pipeline import CellRunner
+
+    runner = CellRunner(compose("target=xnli", "target.source=local", f"target.path={tmp_path}", "itt=none",
+                                "target_lang.langs=[en,de]", f"paths.root={tmp_path / 'out'}", "logger=none"))
+    with pytest.raises(XittError, match=r"lacks local file .*train-en\.tsv; local file .*test-de\.tsv"):
+        runner.check_assets()
+
+
+# -- model ladders -------------------------------------------------------------------------
+
+
+def test_family_shorthands_resolve_to_real_hub_ids_with_their_pooling():
+    expected = {
+        "mt5_small": ("google/mt5-small", "mean", "MT5EncoderModel"),
+        "mt5_xxl": ("google/mt5-xxl", "mean", "MT5EncoderModel"),
+        "mbert_base": ("google-bert/bert-base-multilingual-cased", "cls", None),
+        "mdeberta_base": ("microsoft/mdeberta-v3-base", "cls", None),
+        "distilmbert_base": ("distilbert/distilbert-base-multilingual-cased", "cls", None),
+        "bert_large": ("google-bert/bert-large-uncased", "cls", None),
+        "roberta_base": ("FacebookAI/roberta-base", "cls", None),
+        "xlnet_base": ("xlnet/xlnet-base-cased", "last", None),
+        "xlmr_xl": ("facebook/xlm-roberta-xl", "cls", None),
+    }
+    for shorthand, (hub_id, pooling, encoder_class) in expected.items():
+        model = Cell.from_config(compose(f"model={shorthand}")).model
+        assert (model["name_or_path"], model["pooling"], model.get("encoder_class")) == (hub_id, pooling, encoder_class)
+
+
+def _tiny_family_configs(vocab_size: int, pad_token_id: int) -> dict:
+    """One tiny random config per architecture family, 3 layers each."""
+    common = {"vocab_size": vocab_size, "pad_token_id": pad_token_id}
+    bert_like = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 64,
+                 "max_position_embeddings": 64, **common}
+    return {  # family: (config, encoder_class, pooling)
+        "xlmr": (transformers.XLMRobertaConfig(**bert_like), None, "cls"),
+        "mt5": (transformers.MT5Config(d_model=32, d_kv=16, d_ff=64, num_layers=3, num_heads=2, **common),
+                "MT5EncoderModel", "mean"),
+        "mbert": (transformers.BertConfig(**bert_like), None, "cls"),
+        "mdeberta": (transformers.DebertaV2Config(relative_attention=True, pos_att_type=["p2c", "c2p"],
+                                                  position_buckets=16, **bert_like), None, "cls"),
+        "distilmbert": (transformers.DistilBertConfig(dim=32, n_layers=3, n_heads=2, hidden_dim=64,
+                                                      max_position_embeddings=64, **common), None, "cls"),
+        "xlnet": (transformers.XLNetConfig(d_model=32, n_layer=3, n_head=2, d_inner=64, **common), None, "last"),
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory) -> dict:
+    """Each family as a local checkpoint folder (random weights + a tiny tokenizer); the
+    XLNet one pads on the left, as XLNet's tokenizer does."""
+    from xitt.data.tokenizer import _train_demo_tokenizer
+
+    root = tmp_path_factory.mktemp("families")
+    _train_demo_tokenizer(400, root / "tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
+    checkpoints = {}
+    for family, (config, encoder_class, pooling) in _tiny_family_configs(len(tokenizer), tokenizer.pad_token_id).items():
+        folder = root / family
+        torch.manual_seed(0)
+        model = (getattr(transformers, encoder_class)(config) if encoder_class
+                 else transformers.AutoModel.from_config(config))
+        model.save_pretrained(folder)
+        padding_side = "left" if family == "xlnet" else "right"
+        AutoTokenizer.from_pretrained(root / "tokenizer", padding_side=padding_side).save_pretrained(folder)
+        checkpoints[family] = (folder, encoder_class, pooling)
+    return checkpoints
+
+
+@pytest.mark.parametrize("family", ["xlmr", "mt5", "mbert", "mdeberta", "distilmbert", "xlnet"])
+def test_every_family_trains_with_the_head_and_freezes_its_bottom_layers(tiny_checkpoints, family):
+    from xitt.models.encoder import _layer_list, apply_freezing, build_encoder, count_parameters
+    from xitt.models.module import SequenceClassifier
+
+    folder, encoder_class, pooling = tiny_checkpoints[family]
+    overrides = ["model=hf", f"model.name_or_path={folder}", f"model.pooling={pooling}"]
+    if encoder_class:
+        overrides.append(f"+model.encoder_class={encoder_class}")
+    model = Cell.from_config(compose(*overrides)).model
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    encoder = build_encoder(model, len(tokenizer), tokenizer.pad_token_id, seed=1)
+    assert count_parameters(encoder) > 0 and (encoder_class is None or type(encoder).__name__ == encoder_class)
+    classifier = SequenceClassifier(encoder, 3, {"dropout": 0.0, "lr": 1e-3, "weight_decay": 0.0, "warmup_ratio": 0.0},
+                                    model["pooling"])
+    pairs = [tokenizer("the film was good", "it was fine"), tokenizer("the plot was very bad and so long", "no")]
+    batch = dict(DataCollatorWithPadding(tokenizer)(pairs))
+    if family == "xlnet":
+        assert tokenizer.padding_side == "left" and batch["attention_mask"][0, 0] == 0
+
+    # pooling finds the same token with or without padding: the short text alone scores the same
+    classifier.eval()
+    with torch.no_grad():
+        alone = classifier(**dict(DataCollatorWithPadding(tokenizer)(pairs[:1])))[0]
+        padded = classifier(**batch)[0]
+    assert torch.allclose(alone, padded, atol=1e-5)
+
+    classifier.train()
+    apply_freezing(encoder, "bottom_k", 1)
+    loss = torch.nn.functional.cross_entropy(classifier(**batch), torch.tensor([0, 2]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    layers = _layer_list(encoder)
+    assert len(layers) == 3
+    assert encoder.get_input_embeddings().weight.grad is None
+    assert all(p.grad is None and not p.requires_grad for p in layers[0].parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in layers[1].parameters())
+    assert all(p.grad is not None for p in classifier.head.parameters())
+
+
+def test_an_encoder_decoder_checkpoint_without_encoder_class_says_how_to_load_it(tiny_checkpoints):
+    from xitt.models.encoder import load_encoder
+
+    with pytest.raises(XittError, match=r"encoder-decoder \(MT5\).*\+model.encoder_class=MT5EncoderModel"):
+        load_encoder(tiny_checkpoints["mt5"][0])
+
+
+# -- prepare and the named studies ---------------------------------------------------------
+
+
+def test_prepare_dry_run_lists_every_model_and_data_set_of_a_sweep_offline(tmp_path):
+    result = run_script("-m", "xitt.prepare", "--dry-run", "model=xlmr_base,mt5_small", "itt=none,mnli,anli",
+                        "target=xnli", "target_lang.langs=[en,de]", env={"HF_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "6 cells need:" in out
+    for line in ("model FacebookAI/xlm-roberta-base", "model google/mt5-small",
+                 "data set facebook/xnli (en): train, test", "data set facebook/xnli (de): test",
+                 "data set nyu-mll/glue (mnli): train", "data set facebook/anli (plain_text): train_r1, train_r2, train_r3"):
+        assert line in out, line
+    assert not any(Path(tmp_path).iterdir())  # nothing downloaded
+
+
+def test_prepare_reports_missing_local_files_and_cells_that_cannot_run(tmp_path):
+    result = run_script("-m", "xitt.prepare", "--dry-run", "target=sentiment", "target.source=local",
+                        f"target.path={tmp_path}", "transfer=zero_shot,translate_train")
+    assert result.returncode == 1
+    assert f"missing local file {tmp_path}/english/train.csv" in result.stderr
+    assert "'sentiment' has no machine-translated training sets" in result.stderr
+
+
+def _sweep_size(*overrides: str) -> int:
+    """How many cells `python train.py -m <overrides>` launches: the experiment's
+    `hydra.sweeper.params` merged with the command line, multiplied out as Hydra's basic
+    sweeper does."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from xitt import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra_compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+    declared = [f"{key}={value}" for key, value in cfg.hydra.sweeper.params.items()]
+    parsed = OverridesParser.create().parse_overrides(declared + list(overrides))
+    return len(BasicSweeper.split_arguments(parsed, max_batch_size=None)[0])
+
+
+def test_named_studies_compose_and_expand_to_their_grids():
+    xnli = compose("experiment=size_sweep_xnli", "model=mt5_xl", "itt=anli")
+    cell = Cell.from_config(xnli)
+    assert cell.target["name"] == "xnli" and cell.eval_langs == XNLI_LANGS and cell.transfer["mode"] == "zero_shot"
+    assert cell.model["name_or_path"] == "google/mt5-xl" and cell.itt["rounds"] == [1, 2, 3]
+    assert _sweep_size("experiment=size_sweep_xnli") == 7 * 4 * 3
+    assert _sweep_size("experiment=size_sweep_xnli", "seed=1") == 7 * 4
+
+    sentiment = Cell.from_config(compose("experiment=sentiment_transfer", "model=xlmr_base", "target=marc",
+                                         "transfer=target_finetune"))
+    assert (sentiment.itt["name"], sentiment.target["name"], sentiment.train_langs_for("de")) == ("imdb", "marc", ["de"])
+    assert _sweep_size("experiment=sentiment_transfer") == 5 * 2 * 2 * 2 * 3
