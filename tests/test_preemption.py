@@ -14,8 +14,8 @@ import pytest
 from conftest import REPO, run_script
 from xitt.stages.store import ArtifactStore
 
-# The demo cell with a longer ITT stage, so that there is time to interrupt it.
-OVERRIDES = ["logger=none", "itt.hparams.epochs=4", "target.hparams.epochs=2"]
+# The demo cell with three short ITT epochs (40 batches each), to interrupt in the second.
+OVERRIDES = ["logger=none", "itt.hparams.epochs=3", "+trainer.limit_train_batches=40", "target.hparams.epochs=2"]
 
 
 def wait_for(predicate, process: subprocess.Popen, timeout: float, what: str) -> None:
@@ -41,7 +41,6 @@ def test_a_signalled_stage_checkpoints_exits_and_resumes(tmp_path, stop_signal):
     # signal it in the middle of the second.
     wait_for(lambda: list(itt_dir.glob(".work-*/last.json")), first, 600, "the first ITT epoch ended")
     work = next(itt_dir.glob(".work-*"))
-    time.sleep(2)
     first.send_signal(stop_signal)
     out, err = first.communicate(timeout=300)
     assert first.returncode == 128 + stop_signal, err[-3000:]
@@ -60,7 +59,7 @@ def test_a_signalled_stage_checkpoints_exits_and_resumes(tmp_path, stop_signal):
     itt_key = work.name.removeprefix(".work-")
     meta = store.meta("itt", itt_key)
     assert meta["metrics"]["resumed_from_epoch"] == saved["epochs_done"]
-    assert meta["metrics"]["steps"] == 4 * 94  # all four epochs of 94 batches, none repeated or skipped
+    assert meta["metrics"]["steps"] == 3 * 40  # all three epochs of 40 batches, none repeated or skipped
     built = [e for e in store.events() if e["kind"] == "itt"]
     assert len(built) == 1 and built[0]["resumed_from_epoch"] == saved["epochs_done"]
     assert not work.exists()  # the checkpoints go once the artifact is stored

@@ -10,6 +10,7 @@ Without one (a single process, or tests), the splits are tokenised in memory.
 takes its slice of the same batches a single process would train on (`ShardedBatchSampler`),
 so a cell learns the same with any number of processes."""
 
+import logging
 import os
 import shutil
 import uuid
@@ -27,6 +28,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from xitt.data.tasks import load_split
 from xitt.keys import content_key
 
+log = logging.getLogger(__name__)
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "label", "row")
 
 
@@ -48,6 +50,8 @@ class TaskDataModule(pl.LightningDataModule):
         self.test_ids: dict[str, list[str]] = {}
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.seed = seed
+        # (epoch, batches already trained in it) when a stage resumes from a checkpoint
+        self.resume_at: tuple[int, int] | None = None
 
     def _tokenised(self, dataset: datasets.Dataset) -> datasets.Dataset:
         fields = list(self.task["text_fields"])
@@ -82,7 +86,10 @@ class TaskDataModule(pl.LightningDataModule):
         folder = self._cache_folder(lang, split)
         if not (folder / "dataset_info.json").is_file():
             tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
-            self._tokenised(load_split(self.task, lang, split)).save_to_disk(str(tmp))
+            tokenised = self._tokenised(load_split(self.task, lang, split))
+            tokenised.save_to_disk(str(tmp))
+            log.info("Tokenised %s %s %s (%d rows) into the cache %s", self.task["name"], lang, split,
+                     len(tokenised), folder)
             try:
                 os.rename(tmp, folder)
             except OSError:  # another job stored the same split meanwhile: keep theirs
@@ -107,7 +114,8 @@ class TaskDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
-        sampler = ShardedBatchSampler(len(self.train_set), self.batch_size, world_size, rank, self.seed)
+        sampler = ShardedBatchSampler(len(self.train_set), self.batch_size, world_size, rank, self.seed,
+                                      resume_at=self.resume_at)
         return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=self.collate,
                           num_workers=self.num_workers)
 
@@ -132,12 +140,18 @@ class ShardedBatchSampler(Sampler[list[int]]):
     """Shuffled training batches, the same whatever the number of processes: each epoch
     a seeded permutation is cut into batches of `batch_size`, and rank r of n takes every
     n-th example of each batch. Every rank gets the same number of batches (DDP steps in
-    lock-step); a last batch too small to give every rank an example is dropped."""
+    lock-step); a last batch too small to give every rank an example is dropped.
 
-    def __init__(self, size: int, batch_size: int, world_size: int = 1, rank: int = 0, seed: int = 0):
+    `resume_at=(epoch, k)`: training resumes from a checkpoint taken after k batches of
+    `epoch`; that epoch yields only its batches from k on (its length still counts all of
+    them, as Lightning's restored loop expects). It is set at construction because
+    Lightning may draw the first batch before it calls `set_epoch`."""
+
+    def __init__(self, size: int, batch_size: int, world_size: int = 1, rank: int = 0, seed: int = 0,
+                 resume_at: tuple[int, int] | None = None):
         self.size, self.batch_size = size, batch_size
         self.world_size, self.rank, self.seed = world_size, rank, seed
-        self.epoch = 0
+        self.epoch, self.skip = resume_at or (0, 0)
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls it at each epoch start
         self.epoch = epoch
@@ -149,7 +163,8 @@ class ShardedBatchSampler(Sampler[list[int]]):
         return [batch for batch in batches if len(batch) >= self.world_size]
 
     def __iter__(self):
-        for batch in self._batches():
+        skip, self.skip = self.skip, 0  # only the resumed epoch is cut short
+        for batch in self._batches()[skip:]:
             yield batch[self.rank::self.world_size]
 
     def __len__(self) -> int:

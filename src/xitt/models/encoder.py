@@ -52,7 +52,8 @@ def build_encoder(model: Mapping[str, Any], vocab_size: int, pad_token_id: int, 
 def load_encoder(name_or_path: str | Path, encoder_class: str = "AutoModel") -> nn.Module:
     """Load an encoder with the family's class: `AutoModel` for encoder-only families, an
     encoder-only class such as `MT5EncoderModel` for encoder-decoder checkpoints (whose
-    AutoModel would need decoder inputs)."""
+    AutoModel would need decoder inputs). A checkpoint saved from such a class (an ITT or
+    target artifact) says so in its config and loads with it under `AutoModel` too."""
     loader = getattr(transformers, encoder_class, None)
     if loader is None:
         raise XittError(f"transformers has no class '{encoder_class}' (model.encoder_class); use AutoModel "
@@ -60,7 +61,10 @@ def load_encoder(name_or_path: str | Path, encoder_class: str = "AutoModel") -> 
     try:
         if encoder_class == "AutoModel":
             config = transformers.AutoConfig.from_pretrained(str(name_or_path))
-            if config.is_encoder_decoder:
+            saved_as = [name for name in config.architectures or [] if name.endswith("EncoderModel")]
+            if saved_as and hasattr(transformers, saved_as[0]):
+                loader = getattr(transformers, saved_as[0])
+            elif config.is_encoder_decoder:
                 family = type(config).__name__.removesuffix("Config")
                 raise XittError(
                     f"'{name_or_path}' is an encoder-decoder ({family}); xitt trains its encoder only. "

@@ -84,6 +84,10 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
                        f1={r["lang"]: round(r["f1"], 2) for r in records})
         (job_dir / RECORDS_FILE).write_text("".join(f"{path}\n" for path in outcome["records"]))
         print(format_scores(records), flush=True)
+    except SystemExit as stop:  # preempted (xitt.stages.resume.Preempted): say where it stopped
+        if getattr(stop, "message", None):
+            print(f"\nxitt: {stop.message}", file=sys.stderr, flush=True)
+        raise
     except Exception as error:
         outcome.update(status="failed", reason=str(error) if isinstance(error, XittError)
                        else f"{type(error).__name__}: {error}")

@@ -254,6 +254,7 @@ class CellRunner:
                     log.info("Cell %s: resuming %s from epoch %d (step %d), checkpoint %s",
                              self.cell.name, stage, resume.epochs_done, resume.global_step, resume.path)
                     metrics.update(resumed_from_epoch=resume.epochs_done, resumed_from_step=resume.global_step)
+                    data.resume_at = (resume.epochs_done, resume.batches_done)
                 trainer = self.trainer(max_epochs=int(task["hparams"]["epochs"]), logger=logger,
                                        callbacks=[checkpoints])
                 trainer.fit(module, datamodule=data, ckpt_path=resume.path if resume else None)

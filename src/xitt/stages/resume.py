@@ -14,7 +14,8 @@ so a job killed without warning loses at most that many epochs.
 
 When the stage runs again (the requeued job, or the same command run by hand), `fit`
 finds `last.ckpt` and passes it to `trainer.fit(ckpt_path=...)`: weights, optimizer,
-scheduler and loop state continue where they stopped.
+scheduler and loop state continue where they stopped, and the training batches of an
+interrupted epoch continue with the ones not yet trained (`ShardedBatchSampler`'s resume).
 """
 
 import logging
@@ -75,21 +76,22 @@ class PreemptionGuard:
             # the signal still takes its effect now.
             self.pass_on()
 
-    def pass_on(self) -> None:
+    def pass_on(self, message: str | None = None) -> None:
         """Give the noted signal to the previous handler (submitit's requeues and exits);
         if that was the default action or it returned, leave with `Preempted`."""
         signum = self.signum
         handler = self._previous.get(signum, signal.getsignal(signum))
         if callable(handler):
             handler(signum, None)
-        raise Preempted(signum, f"stopped by {signal.Signals(signum).name}")
+        raise Preempted(signum, message or f"Stopped by {signal.Signals(signum).name}.")
 
 
 @dataclass
 class ResumePoint:
     path: Path
-    epochs_done: int
+    epochs_done: int  # whole epochs done: training resumes in epoch `epochs_done` (0-based)
     global_step: int
+    batches_done: int  # batches of that epoch already trained (0 for an epoch-end checkpoint)
 
 
 class StageCheckpoints(pl.Callback):
@@ -109,9 +111,10 @@ class StageCheckpoints(pl.Callback):
         if not (checkpoint.exists() and info.is_file()):
             return None
         saved = json.loads(info.read_text())
-        return ResumePoint(checkpoint, int(saved["epochs_done"]), int(saved["global_step"]))
+        return ResumePoint(checkpoint, int(saved["epochs_done"]), int(saved["global_step"]),
+                           int(saved.get("batches_done", 0)))
 
-    def _save(self, trainer: pl.Trainer, epochs_done: int, reason: str) -> None:
+    def _save(self, trainer: pl.Trainer, epochs_done: int, reason: str, batches_done: int = 0) -> None:
         """Write the checkpoint under a temporary name and rename it, so that a job killed
         while saving leaves the previous checkpoint whole."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -125,24 +128,28 @@ class StageCheckpoints(pl.Callback):
                 shutil.rmtree(final)
             os.replace(partial, final)
             write_json_atomic(self.work_dir / CHECKPOINT_INFO, {
-                "epochs_done": epochs_done, "global_step": trainer.global_step, "reason": reason,
+                "epochs_done": epochs_done, "batches_done": batches_done, "global_step": trainer.global_step,
+                "reason": reason,
                 "saved": datetime.now(timezone.utc).isoformat()})
         trainer.strategy.barrier("stage checkpoint saved")
 
-    def _stop_if_signalled(self, trainer: pl.Trainer, epochs_done: int) -> None:
+    def _stop_if_signalled(self, trainer: pl.Trainer, epochs_done: int, batches_done: int = 0) -> None:
         # Every rank must stop at the same point: the signal may have reached only some.
         if not trainer.strategy.reduce_boolean_decision(self.guard.signum is not None, all=False):
             return
-        self._save(trainer, epochs_done, "preempted")
-        log.warning("%s: stopped at epoch %d, step %d; checkpoint saved in %s. Run the same command again "
-                    "(or let SLURM requeue the job) to resume from it.",
-                    self.describe, epochs_done, trainer.global_step, self.work_dir)
+        self._save(trainer, epochs_done, "preempted", batches_done)
         if self.guard.signum is None:  # this rank did not get the signal itself
             self.guard.signum = signal.SIGTERM
-        self.guard.pass_on()
+        message = (f"{self.describe}: stopped by {signal.Signals(self.guard.signum).name} at epoch {epochs_done}, "
+                   f"step {trainer.global_step}, after saving a checkpoint in {self.work_dir}. Run the same "
+                   f"command again to resume from it (a job submitted with launcher=slurm is requeued "
+                   f"and resumes by itself).")
+        log.warning(message)
+        self.guard.pass_on(message)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        self._stop_if_signalled(trainer, trainer.current_epoch)
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._stop_if_signalled(trainer, trainer.current_epoch, batch_idx + 1)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         done = trainer.current_epoch + 1

@@ -1,0 +1,227 @@
+"""Plan a grid before spending on it: its cells, the artifacts they need and share, what the
+store already holds, the jobs that will run, and the GPU-hours they will take.
+
+    python -m xitt.plan model=xlmr size=base,large,xl itt=none,mnli target=xnli seed=1,2,3
+    python -m xitt.plan --json ...          # the same, machine-readable
+    python -m xitt.plan --gpu h100 ...      # GPU-hours on another GPU (see xitt.memory)
+
+The arguments are the multirun's overrides, expanded exactly as `python train.py -m` expands
+them (`xitt.grid_expand`). Nothing is trained. GPU-hours come from the number of training
+examples (counted from the data when the cache or files hold them), the epochs, and the
+planner's throughput model (`xitt.memory`: FLOPs per token at a stated utilisation, or
+measured examples/s where known); they are per GPU, so DDP over N GPUs takes 1/N the wall
+time for the same GPU-hours. Memory per GPU is checked for every stage to train.
+"""
+
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from xitt import XittError
+from xitt.grid_expand import expand_grid
+from xitt.memory import (DEFAULT_GPU, GPU_PEAK_TFLOPS, architecture, stage_estimate, trainable_share,
+                         training_examples_per_s)
+
+EVAL_COST_SHARE = 1 / 3  # a forward pass is about a third of a training step's FLOPs
+
+
+@dataclass
+class Artifact:
+    """One ITT or target model the grid needs (possibly shared by several cells)."""
+
+    kind: str
+    key: str
+    task: dict[str, Any]
+    train_langs: list[str]
+    epochs: int
+    stored: bool
+    cells: list[str] = field(default_factory=list)
+    examples: int | None = None
+    gpu_hours: float | None = None
+    memory: dict[str, Any] | None = None
+
+
+def _stage_artifacts(cell) -> list[tuple[str, str, dict, list[str], str]]:
+    """(kind, key, task, training languages, freezing stage) of each model the cell's
+    stages train, in the order `CellRunner` trains them."""
+    needed = []
+    if cell.itt:
+        needed.append(("itt", cell.itt_key, cell.itt, cell.itt["languages"][:1], "itt"))
+    groups = {tuple(cell.train_langs_for(lang)) for lang in cell.eval_langs}
+    if cell.transfer["mode"] == "few_shot":
+        needed.append(("target", cell.english_target_key, cell.target, [cell.transfer["train_lang"]], "target"))
+    for train_langs in sorted(groups):
+        needed.append(("target", cell.target_key(list(train_langs)), cell.target_training_task, list(train_langs),
+                       "target"))
+    return needed
+
+
+class _ExampleCounter:
+    """Training-set sizes, read once per (task, language, split); None when the data is
+    not on this machine yet (run `python -m xitt.prepare` first for exact numbers)."""
+
+    def __init__(self) -> None:
+        self.sizes: dict[tuple[str, str, str], int | None] = {}
+        self.missing: set[str] = set()
+
+    def __call__(self, task: dict[str, Any], langs: list[str]) -> int | None:
+        from xitt.data.tasks import load_split
+
+        total = 0
+        for lang in langs:
+            key = (json.dumps(task, sort_keys=True, default=str), lang, task["train_split"])
+            if key not in self.sizes:
+                try:
+                    self.sizes[key] = len(load_split(task, lang, task["train_split"]))
+                except Exception as error:  # offline and not prepared, or files elsewhere
+                    self.sizes[key] = None
+                    self.missing.add(f"{task['name']} {lang} {task['train_split']} ({type(error).__name__})")
+            if self.sizes[key] is None:
+                return None
+            total += self.sizes[key]
+        return total
+
+
+def plan_grid(overrides: list[str], gpu: str = DEFAULT_GPU) -> dict[str, Any]:
+    """The plan of the grid `python train.py -m <overrides>` would run, as a dict."""
+    from xitt.stages.pipeline import CellRunner
+
+    if gpu not in GPU_PEAK_TFLOPS:
+        raise XittError(f"Unknown GPU '{gpu}' for the estimate; the planner knows {', '.join(GPU_PEAK_TFLOPS)}.")
+    count_examples = _ExampleCounter()
+    artifacts: dict[tuple[str, str], Artifact] = {}
+    cells, naive_hours, eval_hours, warnings = [], 0.0, 0.0, []
+    for cell_overrides, cfg in expand_grid(overrides):
+        runner = CellRunner(cfg)
+        cell = runner.cell
+        arch = architecture(cell.model)
+        pending = runner.pending_langs()
+        cell_artifacts = []
+        for kind, key, task, train_langs, stage in _stage_artifacts(cell):
+            artifact = artifacts.get((kind, key))
+            if artifact is None:
+                artifact = Artifact(kind, key, task, train_langs, int(task["hparams"]["epochs"]),
+                                    runner.store.has(kind, key))
+                artifact.examples = count_examples(task, train_langs)
+                seq_len = int(task["hparams"]["max_length"])
+                if artifact.examples is not None:
+                    per_s = training_examples_per_s(arch, seq_len, gpu, (cell.model["family"], str(cell.model["size"])))
+                    artifact.gpu_hours = artifact.examples * artifact.epochs / per_s / 3600
+                estimate = stage_estimate(cfg, task, cell.freezing_for(stage))
+                artifact.memory = estimate.as_dict()
+                if not estimate.fits:
+                    warnings.append(f"{kind} {key} ({cell.name}): needs about {estimate.describe()}; it will not "
+                                    f"fit. See docs/scaling.md for settings that do.")
+                artifacts[(kind, key)] = artifact
+            artifact.cells.append(cell.name)
+            naive_hours += artifact.gpu_hours or 0.0
+            cell_artifacts.append({"kind": kind, "key": key, "stored": artifact.stored})
+        if pending:
+            test_examples = count_examples({**cell.target, "train_split": cell.target["test_split"]}, pending) or 0
+            seq_len = int(cell.target["hparams"]["max_length"])
+            per_s = training_examples_per_s(arch, seq_len, gpu, (cell.model["family"], str(cell.model["size"])))
+            eval_hours += test_examples / (per_s / EVAL_COST_SHARE) / 3600
+        cells.append({"name": cell.name, "overrides": cell_overrides, "cell_key": cell.cell_key,
+                      "artifacts": cell_artifacts, "pending_langs": pending, "done_langs":
+                      [lang for lang in cell.eval_langs if lang not in pending],
+                      "will_run": bool(pending), "params": arch.params})
+
+    to_build = [a for a in artifacts.values() if not a.stored]
+    build_hours = sum(a.gpu_hours or 0.0 for a in to_build)
+    unknown = [f"{a.kind} {a.key}" for a in to_build if a.gpu_hours is None]
+    by_kind = defaultdict(lambda: {"distinct": 0, "stored": 0, "to_build": 0})
+    for artifact in artifacts.values():
+        counts = by_kind[artifact.kind]
+        counts["distinct"] += 1
+        counts["stored" if artifact.stored else "to_build"] += 1
+    return {
+        "overrides": overrides,
+        "gpu": gpu,
+        "cells": cells,
+        "artifacts": [{"kind": a.kind, "key": a.key, "task": a.task["name"], "train_langs": a.train_langs,
+                       "epochs": a.epochs, "stored": a.stored, "cells": a.cells, "examples": a.examples,
+                       "gpu_hours": a.gpu_hours, "memory": a.memory} for a in artifacts.values()],
+        "summary": {
+            "cells": len(cells),
+            "jobs_to_run": sum(c["will_run"] for c in cells),
+            "itt": dict(by_kind["itt"]),
+            "target": dict(by_kind["target"]),
+            "gpu_hours_to_build": round(build_hours, 3),
+            "gpu_hours_to_evaluate": round(eval_hours, 3),
+            "gpu_hours_without_reuse": round(naive_hours, 3),
+            "gpu_hours_saved_by_reuse": round(naive_hours - build_hours, 3),
+            "unknown_sizes": sorted(count_examples.missing),
+            "unknown_artifacts": unknown,
+        },
+        "memory_warnings": warnings,
+    }
+
+
+def format_plan(plan: dict[str, Any]) -> str:
+    """The plan as a person reads it: one line per cell, then the totals."""
+    summary = plan["summary"]
+    stored = {(a["kind"], a["key"]): a for a in plan["artifacts"]}
+    lines = [f"{'cell':<58}{'ITT':<20}{'target':<20}records"]
+    for cell in plan["cells"]:
+        parts = {"itt": "-", "target": []}
+        for ref in cell["artifacts"]:
+            artifact = stored[(ref["kind"], ref["key"])]
+            state = "stored" if artifact["stored"] else f"x{len(artifact['cells'])}" if len(artifact["cells"]) > 1 else "new"
+            text = f"{ref['key'][:8]} {state}"
+            if ref["kind"] == "itt":
+                parts["itt"] = text
+            else:
+                parts["target"].append(text)
+        records = f"{len(cell['done_langs'])}/{len(cell['done_langs']) + len(cell['pending_langs'])} done"
+        lines.append(f"{cell['name']:<58}{parts['itt']:<20}{', '.join(parts['target']):<20}{records}")
+    itt, target = summary["itt"], summary["target"]
+    hours = lambda value: f"{value:,.2f}"  # noqa: E731
+    lines += [
+        "",
+        f"{summary['cells']} cells; {summary['jobs_to_run']} will run, {summary['cells'] - summary['jobs_to_run']} "
+        f"are done (skipped).",
+        f"ITT artifacts: {itt.get('distinct', 0)} distinct, {itt.get('stored', 0)} in the store, "
+        f"{itt.get('to_build', 0)} to train.",
+        f"Target artifacts: {target.get('distinct', 0)} distinct, {target.get('stored', 0)} in the store, "
+        f"{target.get('to_build', 0)} to train.",
+        f"Estimated {plan['gpu'].upper()} GPU-hours: {hours(summary['gpu_hours_to_build'])} to train + "
+        f"{hours(summary['gpu_hours_to_evaluate'])} to evaluate; without artifact reuse training would take "
+        f"{hours(summary['gpu_hours_without_reuse'])} (reuse saves {hours(summary['gpu_hours_saved_by_reuse'])}).",
+        "(GPU-hours from xitt.memory's throughput model; docs/scaling.md says how they are derived.)",
+    ]
+    if summary["unknown_sizes"]:
+        lines.append("Not counted (data not on this machine; `python -m xitt.prepare` first): "
+                     + "; ".join(summary["unknown_sizes"]))
+    lines += [f"WARNING: {warning}" for warning in plan["memory_warnings"]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in args
+    args = [a for a in args if a != "--json"]
+    gpu = DEFAULT_GPU
+    if "--gpu" in args:
+        at = args.index("--gpu")
+        if at + 1 >= len(args):
+            raise SystemExit("xitt.plan: --gpu needs a value, e.g. --gpu h100")
+        gpu = args[at + 1]
+        del args[at:at + 2]
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__)
+        return 0
+    if any(a in ("-m", "--multirun") for a in args):
+        args = [a for a in args if a not in ("-m", "--multirun")]
+    try:
+        plan = plan_grid(args, gpu)
+    except XittError as error:
+        print(f"xitt.plan: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(plan, indent=2, default=str) if as_json else format_plan(plan))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

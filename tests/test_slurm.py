@@ -1,0 +1,105 @@
+"""The grid on a real SLURM cluster: a one-node cluster on this machine
+(`scripts/local-slurm.sh`), the demo grid submitted as a job array with
+`launcher=slurm_local`, and a cell preempted with SLURM's warning signal that is
+requeued and resumes from its checkpoint."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_script
+from xitt.stages.store import ArtifactStore
+
+SCRIPT = REPO / "scripts" / "local-slurm.sh"
+pytestmark = pytest.mark.slow
+
+
+def _tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A running one-node cluster: started here (installing slurm-wlm and munge if
+    missing) unless one already runs, and stopped again at the end if started here."""
+    if sys.platform != "linux":
+        pytest.skip("the local SLURM cluster needs Linux")
+    if os.geteuid() != 0:
+        pytest.skip("starting the local SLURM cluster needs root (it installs packages and starts daemons)")
+    if shutil.which("sbatch") is None and shutil.which("apt-get") is None:
+        pytest.skip("SLURM is not installed and there is no apt-get to install slurm-wlm and munge")
+    was_running = subprocess.run([str(SCRIPT), "status"], capture_output=True, text=True).returncode == 0
+    if not was_running:
+        started = subprocess.run([str(SCRIPT), "start"], capture_output=True, text=True, timeout=900)
+        if started.returncode != 0:
+            pytest.skip(f"the local SLURM cluster did not start:\n{_tail(started.stdout + started.stderr)}")
+    yield
+    if not was_running:
+        subprocess.run([str(SCRIPT), "stop"], capture_output=True, text=True, timeout=120)
+
+
+def test_grid_runs_as_a_slurm_job_array(slurm_cluster, tmp_path):
+    started = time.time()
+    result = run_script("train.py", "-m", "launcher=slurm_local", "model=tiny", "size=s,m", "itt=none,demo",
+                        "logger=none", f"paths.root={tmp_path}", "+trainer.limit_train_batches=40", timeout=900)
+    assert result.returncode == 0, _tail(result.stdout + result.stderr, 60)
+    assert "4 cells: 4 run, 0 skipped (already done), 0 failed" in result.stdout  # the sweep's GridSummary
+
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results").rglob("*.json")
+               if not p.name.endswith(".predictions.json")]
+    cells = {(r["size"], r["itt"]) for r in records}
+    assert cells == {("s", "none"), ("s", "demo"), ("m", "none"), ("m", "demo")}
+    assert sorted((r["cell_key"], r["lang"]) for r in records) == sorted(
+        {(r["cell_key"], r["lang"]) for r in records})  # one record per (cell, language)
+    assert len(records) == 16 and all(r["n"] == 300 for r in records)
+    events = ArtifactStore(tmp_path / "store").events()
+    assert sum(e["kind"] == "itt" for e in events) == 2 and sum(e["kind"] == "target" for e in events) == 4
+
+    # submitit's folder: one array job, one task per cell, logs in <sweep dir>/.submitit/<job>_<task>/
+    [sweep_dir] = list((tmp_path / "multirun").iterdir())
+    task_dirs = sorted(p.name for p in (sweep_dir / ".submitit").iterdir() if "_" in p.name)
+    array_ids = {name.split("_")[0] for name in task_dirs}
+    assert len(task_dirs) == 4 and len(array_ids) == 1, task_dirs
+    assert sorted(name.split("_")[1] for name in task_dirs) == ["0", "1", "2", "3"]
+    [array_id] = array_ids
+    submission = (sweep_dir / ".submitit" / array_id / f"{array_id}_submission.sh").read_text()
+    assert re.search(r"#SBATCH --array=0-3%\d+", submission) and "#SBATCH --partition=debug" in submission
+    outcomes = [json.loads(p.read_text()) for p in sweep_dir.glob("*/cell.json")]
+    assert sorted(o["status"] for o in outcomes) == ["done"] * 4
+    print(f"SLURM array {array_id}: 4 cells in {time.time() - started:.0f} s")
+
+
+def test_a_preempted_cell_is_requeued_and_resumes(slurm_cluster, tmp_path):
+    """`scancel --signal=USR2` (what SLURM sends `signal_delay_s` before the time limit, and
+    on preemption): the ITT stage saves a checkpoint, submitit requeues the job, and the
+    requeued job resumes the stage from the checkpoint."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
+    env.pop("XITT_SWEEP_NAME", None)
+    grid = subprocess.Popen(
+        [sys.executable, "train.py", "-m", "launcher=slurm_local", "logger=none", f"paths.root={tmp_path}",
+         "itt.hparams.epochs=3", "+trainer.limit_train_batches=40", "target.hparams.epochs=1"],
+        cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    itt_dir = tmp_path / "store" / "itt"
+    deadline = time.time() + 600
+    while not list(itt_dir.glob(".work-*/last.json")):
+        assert grid.poll() is None, _tail(grid.communicate()[0], 60)
+        assert time.time() < deadline, "the ITT stage did not finish its first epoch"
+        time.sleep(0.3)
+    job = next((tmp_path / "multirun").glob("*/.submitit/*_0")).name
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    out, _ = grid.communicate(timeout=900)
+    assert grid.returncode == 0, _tail(out, 60)
+    assert "1 cells: 1 run" in out
+
+    itt_key = next(e["key"] for e in ArtifactStore(tmp_path / "store").events() if e["kind"] == "itt")
+    meta = ArtifactStore(tmp_path / "store").meta("itt", itt_key)
+    assert meta["metrics"]["resumed_from_epoch"] >= 1 and meta["metrics"]["steps"] == 3 * 40
+    task_log = next((tmp_path / "multirun").glob(f"*/.submitit/{job}/{job}_0_log.err")).read_text()
+    assert "Requeued job" in task_log or "requeue" in task_log.lower()
