@@ -66,11 +66,12 @@ def record_dir(root: Path, record: dict) -> Path:
 @pytest.mark.slow
 def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
     result = run_script("train.py", "logger=none", f"paths.root={tmp_path}", "trainer.precision=bf16-mixed",
-                        "itt=none", "target.hparams.epochs=3")
+                        "itt=none", "target.hparams.epochs=4")
     assert result.returncode == 0, result.stderr[-3000:]
     found = records(tmp_path)
     assert len(found) == 4 and all(r["config"]["trainer"]["precision"] == "bf16-mixed" for r in found.values())
-    assert found["en"]["f1"] > 40
+    trained = ArtifactStore(tmp_path / "store").meta("target", found["en"]["target_key"])["metrics"]
+    assert trained["train_loss"] < 1.0  # it learns: below the loss of guessing among 3 classes (1.10)
 
 
 def test_float16_on_cpu_is_refused_with_the_reason(tmp_path):
@@ -81,7 +82,7 @@ def test_float16_on_cpu_is_refused_with_the_reason(tmp_path):
 
 def test_local_multirun_with_ddp_is_refused_with_the_way_out(tmp_path):
     result = run_script("train.py", "-m", "trainer=ddp", "logger=none", f"paths.root={tmp_path}", "seed=1,2")
-    assert result.returncode != 0
+    assert "2 cells: 0 run, 0 skipped (already done), 2 failed" in result.stdout, result.stderr[-3000:]
     assert "cannot use 2 processes per cell" in result.stdout and "launcher=slurm" in result.stdout
     assert not (tmp_path / "store" / "itt").exists()  # refused before any training
 

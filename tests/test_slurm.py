@@ -1,7 +1,7 @@
 """The grid on a real SLURM cluster: a one-node cluster on this machine
 (`scripts/local-slurm.sh`), the demo grid submitted as a job array with
 `launcher=slurm_local`, and a cell preempted with SLURM's warning signal that is
-requeued and resumes from its checkpoint."""
+requeued and resumes from its checkpoint. Also where a sweep's W&B runs go."""
 
 import json
 import os
@@ -18,7 +18,6 @@ from conftest import REPO, run_script
 from xitt.stages.store import ArtifactStore
 
 SCRIPT = REPO / "scripts" / "local-slurm.sh"
-pytestmark = pytest.mark.slow
 
 
 def _tail(text: str, lines: int = 25) -> str:
@@ -45,6 +44,7 @@ def slurm_cluster():
         subprocess.run([str(SCRIPT), "stop"], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_grid_runs_as_a_slurm_job_array(slurm_cluster, tmp_path):
     started = time.time()
     result = run_script("train.py", "-m", "launcher=slurm_local", "model=tiny", "size=s,m", "itt=none,demo",
@@ -64,7 +64,7 @@ def test_grid_runs_as_a_slurm_job_array(slurm_cluster, tmp_path):
 
     # submitit's folder: one array job, one task per cell, logs in <sweep dir>/.submitit/<job>_<task>/
     [sweep_dir] = list((tmp_path / "multirun").iterdir())
-    task_dirs = sorted(p.name for p in (sweep_dir / ".submitit").iterdir() if "_" in p.name)
+    task_dirs = sorted(p.name for p in (sweep_dir / ".submitit").iterdir() if p.is_dir() and "_" in p.name)
     array_ids = {name.split("_")[0] for name in task_dirs}
     assert len(task_dirs) == 4 and len(array_ids) == 1, task_dirs
     assert sorted(name.split("_")[1] for name in task_dirs) == ["0", "1", "2", "3"]
@@ -76,6 +76,7 @@ def test_grid_runs_as_a_slurm_job_array(slurm_cluster, tmp_path):
     print(f"SLURM array {array_id}: 4 cells in {time.time() - started:.0f} s")
 
 
+@pytest.mark.slow
 def test_a_preempted_cell_is_requeued_and_resumes(slurm_cluster, tmp_path):
     """`scancel --signal=USR2` (what SLURM sends `signal_delay_s` before the time limit, and
     on preemption): the ITT stage saves a checkpoint, submitit requeues the job, and the
@@ -87,14 +88,30 @@ def test_a_preempted_cell_is_requeued_and_resumes(slurm_cluster, tmp_path):
          "itt.hparams.epochs=3", "+trainer.limit_train_batches=40", "target.hparams.epochs=1"],
         cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     itt_dir = tmp_path / "store" / "itt"
-    deadline = time.time() + 600
-    while not list(itt_dir.glob(".work-*/last.json")):
-        assert grid.poll() is None, _tail(grid.communicate()[0], 60)
-        assert time.time() < deadline, "the ITT stage did not finish its first epoch"
-        time.sleep(0.3)
-    job = next((tmp_path / "multirun").glob("*/.submitit/*_0")).name
-    subprocess.run(["scancel", "--signal=USR2", job], check=True)
-    out, _ = grid.communicate(timeout=900)
+    job = None
+    try:
+        deadline = time.time() + 600
+        while not list(itt_dir.glob(".work-*/last.json")):
+            assert grid.poll() is None, _tail(grid.communicate()[0], 60)
+            assert time.time() < deadline, "the ITT stage did not finish its first epoch"
+            time.sleep(0.3)
+        # a one-cell grid is a plain job (not an array): <sweep dir>/.submitit/<job id>/
+        job = next(p for p in (tmp_path / "multirun").glob("*/.submitit/*") if p.is_dir()).name
+        subprocess.run(["scancel", "--signal=USR2", job], check=True)
+        # SLURM holds a requeued job for a while (Reason=BeginTime); let it start at once.
+        deadline = time.time() + 120
+        while grid.poll() is None and time.time() < deadline:
+            reason = subprocess.run(["squeue", "-h", "-j", job, "-o", "%r"], capture_output=True, text=True).stdout
+            if reason.strip() == "BeginTime":
+                subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+                break
+            time.sleep(0.5)
+        out, _ = grid.communicate(timeout=900)
+    finally:
+        if grid.poll() is None:
+            if job:
+                subprocess.run(["scancel", job])
+            grid.kill()
     assert grid.returncode == 0, _tail(out, 60)
     assert "1 cells: 1 run" in out
 
@@ -102,4 +119,41 @@ def test_a_preempted_cell_is_requeued_and_resumes(slurm_cluster, tmp_path):
     meta = ArtifactStore(tmp_path / "store").meta("itt", itt_key)
     assert meta["metrics"]["resumed_from_epoch"] >= 1 and meta["metrics"]["steps"] == 3 * 40
     task_log = next((tmp_path / "multirun").glob(f"*/.submitit/{job}/{job}_0_log.err")).read_text()
-    assert "Requeued job" in task_log or "requeue" in task_log.lower()
+    assert "Caught signal SIGUSR2" in task_log and "DUE TO JOB REQUEUE" in task_log, _tail(task_log, 40)
+    task_out = next((tmp_path / "multirun").glob(f"*/.submitit/{job}/{job}_0_log.out")).read_text()
+    assert "resuming itt from epoch" in task_out
+
+
+def test_sweep_jobs_log_wandb_runs_under_their_sweep_folder(tmp_path):
+    """A multirun job's W&B runs go to `<sweep dir>/wandb` (one sweep, one folder to sync);
+    a single run's to `paths.wandb`. Grouped by sweep, typed by stage, tagged by axis."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    from conftest import compose
+    from xitt.stages.loggers import stage_logger
+
+    cfg = compose("logger=wandb", f"paths.root={tmp_path}")
+    kwargs = dict(cell_name="cell", stage="itt", group="the-sweep", tags=["size=s"], config={})
+    single = stage_logger(cfg.logger, **kwargs)
+    assert Path(single.save_dir) == tmp_path / "wandb"
+
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    from xitt import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        hydra_cfg = hydra_compose(config_name="train", overrides=[f"paths.root={tmp_path}"],
+                                  return_hydra_config=True)
+    with open_dict(hydra_cfg):
+        hydra_cfg.hydra.mode = RunMode.MULTIRUN
+        hydra_cfg.hydra.sweep.dir = str(tmp_path / "multirun" / "the-sweep")
+    HydraConfig.instance().set_config(hydra_cfg)
+    try:
+        in_sweep = stage_logger(cfg.logger, **kwargs)
+    finally:
+        HydraConfig.instance().cfg = None
+    assert Path(in_sweep.save_dir) == tmp_path / "multirun" / "the-sweep" / "wandb"
+    assert in_sweep._wandb_init["group"] == "the-sweep" and in_sweep._wandb_init["job_type"] == "itt"
+    assert in_sweep._wandb_init["tags"] == ["size=s"]

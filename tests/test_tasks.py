@@ -214,6 +214,31 @@ def test_translate_train_reads_the_declared_translations_or_says_the_task_has_no
         Cell.from_config(compose("target=sentiment", "transfer=translate_train"))
 
 
+@pytest.mark.slow
+def test_few_shot_on_carved_xnli_files_reuses_the_english_model_of_zero_shot(shared, tmp_path):
+    """A real local-files cell, tiny model: XNLI dev files carved 70/30 into train/test,
+    English training, then 4 examples per class in each language; the zero-shot cell that
+    follows trains nothing new, since its target model is the few-shot cells' English one."""
+    from xitt.stages.store import ArtifactStore
+
+    common = ["model=tiny", "itt=none", "target=xnli", "target.source=local", f"target.path={shared / 'data/xnli'}",
+              "target.split_ratio=0.7", "target_lang.langs=[en,de]", "target.hparams.epochs=1",
+              "target.hparams.max_length=32", "logger=none", f"paths.root={tmp_path}", "trainer.enable_progress_bar=false"]
+    few_shot = run_script("train.py", *common, "transfer=few_shot", "transfer.k=4", "transfer.hparams.epochs=2")
+    assert few_shot.returncode == 0, few_shot.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results").rglob("*.json")
+               if not p.name.endswith(".predictions.json")]
+    assert sorted((r["lang"], r["train_lang"], r["few_shot_k"], r["few_shot_seed"]) for r in records) == [
+        ("de", "de", 4, 1), ("en", "en", 4, 1)]
+    assert all(r["n"] == 747 and "70%" in r["split_note"] for r in records)  # 30% of 2,490 pairs
+    built = [event["key"] for event in ArtifactStore(tmp_path / "store").events() if event["kind"] == "target"]
+    assert len(built) == 3  # the English model, then one few-shot model per language
+
+    zero_shot = run_script("train.py", *common, "transfer=zero_shot")
+    assert zero_shot.returncode == 0, zero_shot.stderr[-3000:]
+    assert [e["key"] for e in ArtifactStore(tmp_path / "store").events() if e["kind"] == "target"] == built
+
+
 def test_the_offline_check_names_missing_local_files_before_training(tmp_path):
     from xitt.stages.pipeline import CellRunner
 
@@ -352,11 +377,37 @@ def test_prepare_dry_run_lists_every_model_and_data_set_of_a_sweep_offline(tmp_p
 
 
 def test_prepare_reports_missing_local_files_and_cells_that_cannot_run(tmp_path):
-    result = run_script("-m", "xitt.prepare", "--dry-run", "target=sentiment", "target.source=local",
+    # nothing here comes from the hub, so prepare runs (offline) and only checks
+    result = run_script("-m", "xitt.prepare", "target=sentiment", "target.source=local",
                         f"target.path={tmp_path}", "transfer=zero_shot,translate_train")
-    assert result.returncode == 1
+    assert result.returncode == 1 and "2 cells need:" in result.stdout
     assert f"missing local file {tmp_path}/english/train.csv" in result.stderr
     assert "'sentiment' has no machine-translated training sets" in result.stderr
+
+
+def test_prepare_fetches_only_config_tokenizer_and_safetensors_files_and_every_split(tmp_path, monkeypatch):
+    """The download step with the hub's two entry points stood in for (no network here):
+    the model files it asks for, and `load_dataset` for real on a local data set folder."""
+    import huggingface_hub
+    from types import SimpleNamespace
+
+    from xitt import prepare
+    from xitt.data.tasks import HubPart
+
+    repos = {"with-safetensors": ["config.json", "model.safetensors", "pytorch_model.bin", "tf_model.h5",
+                                  "sentencepiece.bpe.model", "tokenizer.json", "onnx/config.json", "README.md"],
+             "bin-only": ["config.json", "pytorch_model.bin", "spiece.model", "flax_model.msgpack"]}
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda self, repo_id: SimpleNamespace(
+        siblings=[SimpleNamespace(rfilename=name) for name in repos[repo_id]]))
+    fetched = {}
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo_id, allow_patterns: fetched.setdefault(repo_id, sorted(allow_patterns)))
+    for split in ("train", "test"):
+        datasets.Dataset.from_dict({"text": [split], "label": [0]}).to_parquet(str(tmp_path / f"{split}.parquet"))
+    dataset = HubPart(path=str(tmp_path), name=None, split=None)
+    prepare.download(prepare.GridAssets(cells=1, hub_models=list(repos), hub_datasets={dataset: ["train", "test"]}))
+    assert fetched == {"with-safetensors": ["config.json", "model.safetensors", "sentencepiece.bpe.model", "tokenizer.json"],
+                       "bin-only": ["config.json", "pytorch_model.bin", "spiece.model"]}
 
 
 def _sweep_size(*overrides: str) -> int:

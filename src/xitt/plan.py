@@ -148,10 +148,10 @@ def plan_grid(overrides: list[str], gpu: str = DEFAULT_GPU) -> dict[str, Any]:
             "jobs_to_run": sum(c["will_run"] for c in cells),
             "itt": dict(by_kind["itt"]),
             "target": dict(by_kind["target"]),
-            "gpu_hours_to_build": round(build_hours, 3),
-            "gpu_hours_to_evaluate": round(eval_hours, 3),
-            "gpu_hours_without_reuse": round(naive_hours, 3),
-            "gpu_hours_saved_by_reuse": round(naive_hours - build_hours, 3),
+            "gpu_hours_to_build": build_hours,
+            "gpu_hours_to_evaluate": eval_hours,
+            "gpu_hours_without_reuse": naive_hours,
+            "gpu_hours_saved_by_reuse": naive_hours - build_hours,
             "unknown_sizes": sorted(count_examples.missing),
             "unknown_artifacts": unknown,
         },
@@ -177,7 +177,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         records = f"{len(cell['done_langs'])}/{len(cell['done_langs']) + len(cell['pending_langs'])} done"
         lines.append(f"{cell['name']:<58}{parts['itt']:<20}{', '.join(parts['target']):<20}{records}")
     itt, target = summary["itt"], summary["target"]
-    hours = lambda value: f"{value:,.2f}"  # noqa: E731
+    hours = lambda value: f"{value:,.2f}" if value >= 0.01 or value == 0 else f"{value:.2g}"  # noqa: E731
     lines += [
         "",
         f"{summary['cells']} cells; {summary['jobs_to_run']} will run, {summary['cells'] - summary['jobs_to_run']} "

@@ -15,6 +15,7 @@ Local files and folders are not downloaded, only checked.
 """
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ class GridAssets:
     cells: int = 0
     hub_models: list[str] = field(default_factory=list)
     local_models: list[str] = field(default_factory=list)
-    hub_datasets: dict[tuple, list[str]] = field(default_factory=dict)  # (path, name, revision, data_dir) -> splits
+    hub_datasets: dict = field(default_factory=dict)  # HubPart without split -> its splits
     local_files: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -71,8 +72,8 @@ def grid_assets(overrides: Iterable[str]) -> GridAssets:
             for task, lang, split in cell.data_needs():
                 for part in data_parts(task, lang, split):
                     if isinstance(part, HubPart):
-                        splits = assets.hub_datasets.setdefault((part.path, part.name, part.revision, part.data_dir), [])
-                        _add(splits, part.split)
+                        dataset = dataclasses.replace(part, split=None)
+                        _add(assets.hub_datasets.setdefault(dataset, []), part.split)
                     elif isinstance(part, FilePart):
                         _add(assets.local_files, str(part.path))
         except XittError as error:
@@ -100,17 +101,11 @@ def model_files(repo_id: str) -> list[str]:
     return wanted
 
 
-def _dataset_label(key: tuple) -> str:
-    path, name, revision, data_dir = key
-    extras = [value for value in (name, data_dir and f"data_dir={data_dir}", revision and f"revision={revision}") if value]
-    return path + (f" ({', '.join(extras)})" if extras else "")
-
-
 def describe(assets: GridAssets) -> str:
     """The listing `--dry-run` prints (and a real run prints before it starts)."""
-    lines = [f"{assets.cells} cells need:"]
+    lines = [f"{assets.cells} cells need:" if assets.cells != 1 else "1 cell needs:"]
     lines += [f"  model {name}" for name in assets.hub_models]
-    lines += [f"  data set {_dataset_label(key)}: {', '.join(splits)}" for key, splits in assets.hub_datasets.items()]
+    lines += [f"  {dataset.dataset}: {', '.join(splits)}" for dataset, splits in assets.hub_datasets.items()]
     lines += [f"  local model folder {path}" for path in assets.local_models]
     lines += [f"  local file {path}" for path in assets.local_files]
     if not (assets.hub_models or assets.hub_datasets or assets.local_models or assets.local_files):
@@ -129,12 +124,12 @@ def download(assets: GridAssets) -> None:
         step += 1
         print(f"[{step}/{total}] model {repo_id}", flush=True)
         snapshot_download(repo_id, allow_patterns=model_files(repo_id))
-    for key, splits in assets.hub_datasets.items():
-        path, name, revision, data_dir = key
+    for dataset, splits in assets.hub_datasets.items():
         for split in splits:
             step += 1
-            print(f"[{step}/{total}] data set {_dataset_label(key)} split {split}", flush=True)
-            datasets.load_dataset(path, name, split=split, revision=revision, data_dir=data_dir)
+            print(f"[{step}/{total}] {dataset.dataset} split {split}", flush=True)
+            datasets.load_dataset(dataset.path, dataset.name, split=split, revision=dataset.revision,
+                                  data_dir=dataset.data_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

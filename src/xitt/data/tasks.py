@@ -70,7 +70,7 @@ class HubPart:
 
     path: str
     name: str | None
-    split: str
+    split: str | None  # None: the data set configuration as a whole
     revision: str | None = None
     data_dir: str | None = None
 
@@ -201,6 +201,11 @@ def data_parts(task: Mapping[str, Any], lang: str, split: str) -> list[HubPart |
     _check_language(task, lang)
     if task["source"] == "demo":
         return []
+    return _locate(task, lang, split)[1]
+
+
+def _locate(task: Mapping[str, Any], lang: str, split: str) -> tuple[dict[str, Any], list[HubPart | FilePart]]:
+    """The source section that describes the rows (columns, label map) and their parts."""
     if _carves(task, split):
         split = task["split_from"]
     section, source_split = _source_split(task, lang, split)
@@ -230,7 +235,7 @@ def data_parts(task: Mapping[str, Any], lang: str, split: str) -> list[HubPart |
         parts.append(FilePart(path=Path(folder) / pattern, file_format=file_format, split=split_name,
                               fields=tuple(fields) if fields is not None else None,
                               split_column=section.get("split_column")))
-    return parts
+    return section, parts
 
 
 def missing_data_assets(task: Mapping[str, Any], lang: str, split: str) -> list[str]:
@@ -260,26 +265,18 @@ def load_split(task: Mapping[str, Any], lang: str, split: str) -> datasets.Datas
     examples per class when it has a `train_sample` (few-shot training)."""
     _check_language(task, lang)
     if task["source"] == "demo":
-        if _carves(task, split):
-            whole = datasets.Dataset.from_dict(demo.demo_rows(task["corpus"], lang, task["split_from"]))
-        else:
-            whole = datasets.Dataset.from_dict(demo.demo_rows(task["corpus"], lang, split))
+        demo_split = task["split_from"] if _carves(task, split) else split
+        whole = datasets.Dataset.from_dict(demo.demo_rows(task["corpus"], lang, demo_split))
     else:
-        parts = [_read_part(task, part, lang, split) for part in data_parts(task, lang, split)]
-        whole = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+        section, parts = _locate(task, lang, split)
+        tables = [_unify(_read_hub(task, part) if isinstance(part, HubPart) else _read_file(task, part),
+                         task, section, where=part.describe(), id_prefix=part.split or part.path.stem)
+                  for part in parts]
+        whole = tables[0] if len(tables) == 1 else datasets.concatenate_datasets(tables)
     rows = _carve(task, whole, split) if _carves(task, split) else whole
     if split == task.get("train_split") and task.get("train_sample"):
         rows = _sample_per_class(task, rows, lang)
     return rows
-
-
-def _read_part(task: Mapping[str, Any], part: HubPart | FilePart, lang: str, split: str) -> datasets.Dataset:
-    section, _ = _source_split(task, lang, task["split_from"] if _carves(task, split) else split)
-    if isinstance(part, HubPart):
-        raw = _read_hub(task, part)
-    else:
-        raw = _read_file(task, part)
-    return _unify(raw, task, section, where=part.describe(), id_prefix=part.split or part.path.stem)
 
 
 def _read_hub(task: Mapping[str, Any], part: HubPart) -> datasets.Dataset:

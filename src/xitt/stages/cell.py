@@ -49,6 +49,10 @@ def resolve_model(cfg: DictConfig) -> dict[str, Any]:
     return resolved
 
 
+def _plain(node: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(node, resolve=True)
+
+
 def _task(node: DictConfig) -> dict[str, Any]:
     return resolve_task(node)
 
@@ -74,7 +78,7 @@ class Cell:
         model = resolve_model(cfg)
         itt = None if cfg.itt.name == "none" else _task(cfg.itt)
         target = _task(cfg.target)
-        transfer = _task(cfg.transfer)
+        transfer = _plain(cfg.transfer)
         if transfer["mode"] not in TRANSFER_MODES:
             raise XittError(f"Transfer mode '{transfer['mode']}' is not supported; use one of {', '.join(TRANSFER_MODES)}.")
         if transfer["mode"] == "translate_train":
@@ -90,7 +94,7 @@ class Cell:
                 f"Target task '{target['name']}' has no language {', '.join(unknown)}. Its languages "
                 f"are: {', '.join(list(target['languages']))}; choose with `target_lang.langs=[...]` or `target_lang=all`."
             )
-        return cls(model=model, itt=itt, target=target, transfer=transfer, freezing=_task(cfg.freezing),
+        return cls(model=model, itt=itt, target=target, transfer=transfer, freezing=_plain(cfg.freezing),
                    seed=int(cfg.seed), eval_langs=eval_langs, precision=str(cfg.trainer.precision),
                    config=OmegaConf.to_container(cfg, resolve=True))
 

@@ -59,6 +59,10 @@ def _current_sweep_name(*, _root_: DictConfig) -> str:
 
 OmegaConf.register_new_resolver("xitt_sweep_name", _current_sweep_name, replace=True)
 OmegaConf.register_new_resolver("xitt_dirname", lambda dirname: _safe_name(str(dirname)), replace=True)
+# SLURM asks for GPUs only for GPU trainers (`launcher=slurm trainer=cpu` must not request one).
+OmegaConf.register_new_resolver(
+    "xitt_gpus_per_node", lambda accelerator, devices: devices if str(accelerator) in ("gpu", "cuda") else None,
+    replace=True)
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
@@ -118,11 +122,30 @@ class GridFailed(Exception):
     pass
 
 
+def warn_about_gpu_memory(config: DictConfig) -> None:
+    """Before a GPU grid is launched: say which of its training stages will not fit their
+    GPUs (xitt.memory's estimate), while there is still time to change the settings.
+    CPU grids skip the check (and its cost of composing every cell)."""
+    if str(config.trainer.get("accelerator")) not in ("gpu", "cuda"):
+        return
+    from xitt.grid_expand import expand_grid
+    from xitt.memory import memory_warnings
+
+    try:
+        warnings = [w for _, cfg in expand_grid(list(config.hydra.overrides.task)) for w in memory_warnings(cfg)]
+    except XittError as error:  # the cells themselves will report it
+        log.debug("Memory check skipped: %s", error)
+        return
+    for warning in dict.fromkeys(warnings):
+        log.warning("GPU memory: %s", warning)
+
+
 class GridSummary(Callback):
     """At the end of a multirun: how many cells trained, were skipped or failed (and why)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time()
+        warn_about_gpu_memory(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

@@ -52,7 +52,9 @@ def quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_error()
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
     for message in (".*srun.*", ".*LeafSpec.*", ".*log_every_n_steps.*", ".*does not have many workers.*",
-                    ".*in eval mode at the start of training.*"):
+                    ".*in eval mode at the start of training.*",
+                    # the stages do resume mid-epoch batches themselves (xitt.stages.resume)
+                    ".*dataloader is not resumable.*"):
         warnings.filterwarnings("ignore", message=message)
 
 

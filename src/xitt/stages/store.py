@@ -128,9 +128,9 @@ class ArtifactStore:
                 if self.has(kind, key):
                     state = "stored"
                 else:
-                    turn = max(0.0, deadline - time.monotonic()) if single else self.lock_poll_s
+                    remaining = max(0.0, deadline - time.monotonic())
                     try:
-                        lock.acquire(timeout=min(turn, max(0.0, deadline - time.monotonic())))
+                        lock.acquire(timeout=remaining if single else min(self.lock_poll_s, remaining))
                         state = "stored" if self.has(kind, key) else "claimed"  # built while we waited?
                     except Timeout:
                         state = "timeout" if time.monotonic() >= deadline else "waiting"
@@ -139,15 +139,16 @@ class ArtifactStore:
                 raise XittError(
                     f"Waited {self.lock_timeout_s:.0f} s for another job to finish building the "
                     f"{kind} artifact {key} (lock {self.path(kind, key)}.lock). If no job is building it, "
-                    f"the lock belongs to a hung process: stop that process, or raise "
-                    f"`store.lock_timeout_s` if the build is just slow."
+                    f"the lock belongs to a hung process: stop that process, or wait longer with "
+                    f"`+store_lock_timeout_s=<seconds>` if the build is just slow."
                 )
             if state != "waiting":
                 return state
 
     def _build(self, kind: str, key: str, build: Callable[[Path | None], dict | None], config: dict,
                collective: bool) -> None:
-        """Build into a temporary folder and rename it into place (rank 0, holding the lock)."""
+        """Rank 0 (holding the lock) builds into a temporary folder and renames it into
+        place; the other ranks build along when the build is collective; then all meet."""
         final = self.path(kind, key)
         tmp = None
         if self.ranks.is_zero:
