@@ -66,12 +66,11 @@ def record_dir(root: Path, record: dict) -> Path:
 @pytest.mark.slow
 def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
     result = run_script("train.py", "logger=none", f"paths.root={tmp_path}", "trainer.precision=bf16-mixed",
-                        "itt=none", "target.hparams.epochs=4")
+                        "itt=none")
     assert result.returncode == 0, result.stderr[-3000:]
     found = records(tmp_path)
     assert len(found) == 4 and all(r["config"]["trainer"]["precision"] == "bf16-mixed" for r in found.values())
-    trained = ArtifactStore(tmp_path / "store").meta("target", found["en"]["target_key"])["metrics"]
-    assert trained["train_loss"] < 1.0  # it learns: below the loss of guessing among 3 classes (1.10)
+    assert found["en"]["f1"] > 40  # it learns: chance is 33
 
 
 def test_float16_on_cpu_is_refused_with_the_reason(tmp_path):
@@ -112,3 +111,34 @@ def test_fsdp_trainer_config_instantiates_its_strategy():
     cfg = compose("trainer=fsdp")
     strategy = instantiate(cfg.trainer.strategy)
     assert isinstance(strategy, FSDPStrategy)
+
+
+def test_ranks_train_on_slices_of_the_single_process_batches():
+    from xitt.data.datamodule import ShardedBatchSampler
+
+    single = ShardedBatchSampler(150, 16, seed=3)
+    ranks = [ShardedBatchSampler(150, 16, world_size=2, rank=r, seed=3) for r in (0, 1)]
+    for epoch in (0, 1):
+        for sampler in (single, *ranks):
+            sampler.set_epoch(epoch)
+        steps = list(zip(single, *ranks))
+        assert len(steps) == len(single) == len(ranks[0]) == 10  # every rank steps together
+        for whole, first, second in steps:
+            assert sorted(first + second) == sorted(whole) and not set(first) & set(second)
+    last_epoch = list(single)
+    single.set_epoch(0)
+    assert list(single) != last_epoch  # reshuffled each epoch
+
+
+def test_a_resumed_epoch_continues_with_the_batches_not_yet_trained():
+    from xitt.data.datamodule import ShardedBatchSampler
+
+    reference = ShardedBatchSampler(150, 16, seed=1)
+    reference.set_epoch(2)
+    epoch_2 = list(reference)
+    resumed = ShardedBatchSampler(150, 16, seed=1, resume_at=(2, 4))
+    assert len(resumed) == 10  # Lightning's restored loop counts the whole epoch
+    assert list(resumed) == epoch_2[4:]
+    resumed.set_epoch(3)
+    reference.set_epoch(3)
+    assert list(resumed) == list(reference)  # later epochs are whole again

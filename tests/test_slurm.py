@@ -48,7 +48,7 @@ def slurm_cluster():
 def test_grid_runs_as_a_slurm_job_array(slurm_cluster, tmp_path):
     started = time.time()
     result = run_script("train.py", "-m", "launcher=slurm_local", "model=tiny", "size=s,m", "itt=none,demo",
-                        "logger=none", f"paths.root={tmp_path}", "+trainer.limit_train_batches=40", timeout=900)
+                        "logger=none", f"paths.root={tmp_path}", "+trainer.max_steps=20", timeout=900)
     assert result.returncode == 0, _tail(result.stdout + result.stderr, 60)
     assert "4 cells: 4 run, 0 skipped (already done), 0 failed" in result.stdout  # the sweep's GridSummary
 

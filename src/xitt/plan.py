@@ -21,8 +21,7 @@ from typing import Any
 
 from xitt import XittError
 from xitt.grid_expand import expand_grid
-from xitt.memory import (DEFAULT_GPU, GPU_PEAK_TFLOPS, architecture, stage_estimate, trainable_share,
-                         training_examples_per_s)
+from xitt.memory import DEFAULT_GPU, GPU_PEAK_TFLOPS, architecture, stage_estimate, training_examples_per_s
 
 EVAL_COST_SHARE = 1 / 3  # a forward pass is about a third of a training step's FLOPs
 
