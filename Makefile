@@ -9,7 +9,7 @@ TORCH_VERSION ?= 2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline
 GRID ?= model=tiny size=s,m,l itt=none,demo seed=1,2
 
-.PHONY: install demo test grid report bench sync clean
+.PHONY: install demo test grid report bench sync plan slurm-test prepare clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,11 +32,20 @@ grid: install  ## the demo grid: 3 sizes x (no ITT, ITT) x 2 seeds
 report: install  ## the answer for the demo grid: ITT gain vs size
 	$(OFFLINE) $(PY) evaluate.py report=outputs/results
 
+prepare: install  ## on a machine with network: fill the HF caches for the grid (GRID=...)
+	$(PY) -m xitt.prepare -m $(GRID)
+
 bench: install  ## wall-clock figures of the issues (see scripts/bench.py)
 	$(OFFLINE) $(PY) scripts/bench.py
 
-sync:  ## upload offline W&B runs (after `wandb login`)
-	find outputs -type d -name 'offline-run-*' -exec $(VENV)/bin/wandb sync {} +
+sync: install  ## upload offline W&B runs (after `wandb login`)
+	PATH=$(VENV)/bin:$$PATH scripts/sync-wandb.sh
+
+plan: install  ## what the grid needs, what is stored, GPU-hours (no training)
+	$(OFFLINE) $(PY) -m xitt.plan $(GRID)
+
+slurm-test: install  ## the real one-node SLURM cluster test (installs slurm-wlm and munge)
+	$(OFFLINE) $(PY) -m pytest -q tests/test_slurm.py
 
 clean:
 	rm -rf outputs

@@ -5,10 +5,12 @@
     python train.py -m model=xlmr_base,xlmr_large itt=imdb,none
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from xitt.stages.grid import run_job
+from xitt.stages.grid import grid_exit_status, run_job
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -18,3 +20,4 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     main()
+    sys.exit(grid_exit_status())

@@ -185,7 +185,8 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"{itt.get('to_build', 0)} to train.",
         f"Target artifacts: {target.get('distinct', 0)} distinct, {target.get('stored', 0)} in the store, "
         f"{target.get('to_build', 0)} to train.",
-        f"Estimated {plan['gpu'].upper()} GPU-hours: {hours(summary['gpu_hours_to_build'])} to train + "
+        f"Estimated {plan['gpu'].upper()} GPU-hours{' (at least: some data sizes unknown)' if summary['unknown_sizes'] else ''}: "
+        f"{hours(summary['gpu_hours_to_build'])} to train + "
         f"{hours(summary['gpu_hours_to_evaluate'])} to evaluate; without artifact reuse training would take "
         f"{hours(summary['gpu_hours_without_reuse'])} (reuse saves {hours(summary['gpu_hours_saved_by_reuse'])}).",
         "(GPU-hours from xitt.memory's throughput model; docs/scaling.md says how they are derived.)",

@@ -118,10 +118,6 @@ def _write_outcome(job_dir: Path, outcome: dict[str, Any], started: float) -> No
     (job_dir / OUTCOME_FILE).write_text(json.dumps(outcome, indent=2))
 
 
-class GridFailed(Exception):
-    pass
-
-
 def warn_about_gpu_memory(config: DictConfig) -> None:
     """Before a GPU grid is launched: say which of its training stages will not fit their
     GPUs (xitt.memory's estimate), while there is still time to change the settings.
@@ -160,6 +156,17 @@ class GridSummary(Callback):
         for outcome in failed:
             print(f"  FAILED {outcome.get('cell', outcome['job_dir'])}: {outcome['reason']}", flush=True)
         if failed:
-            raise GridFailed(f"{len(failed)} of {len(outcomes)} cells failed; their reasons are above and in "
-                             f"{sweep_dir}/*/{OUTCOME_FILE}. Fix them and run the same command again: "
-                             f"finished cells are skipped.")
+            # Hydra turns exceptions raised in callbacks into warnings, so the exit status is
+            # set by train.py from this list (see `grid_exit_status`).
+            FAILED_GRIDS.append(sweep_dir)
+            print(f"xitt: {len(failed)} of {len(outcomes)} cells failed; their reasons are above and in "
+                  f"{sweep_dir}/*/{OUTCOME_FILE}. Fix them and run the same command again: finished "
+                  f"cells are skipped.", file=sys.stderr, flush=True)
+
+
+FAILED_GRIDS: list[Path] = []
+
+
+def grid_exit_status() -> int:
+    """Non-zero when a grid of this process had failing cells."""
+    return 1 if FAILED_GRIDS else 0
