@@ -14,8 +14,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+# One math thread per process: the tests run several training processes at once (DDP
+# ranks, concurrent jobs, SLURM array tasks), and on a small machine threads that wait for
+# each other across processes make tiny models many times slower than one thread does.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline",
-               "WANDB_SILENT": "true", "TOKENIZERS_PARALLELISM": "false"}
+               "WANDB_SILENT": "true", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
 os.environ.update(OFFLINE_ENV)
 
 
