@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from xitt import XittError
-from xitt.evaluation import evaluate_checkpoint, report, repeated_to_list
+from xitt.evaluation import evaluate_checkpoint, path_arguments, report
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
@@ -27,5 +27,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv = repeated_to_list(sys.argv, "report")
+    sys.argv = path_arguments(sys.argv)
     main()

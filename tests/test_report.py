@@ -17,7 +17,7 @@ def demo_grid(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo_grid")
     result = run_script("train.py", "-m", *DEMO_GRID, "logger=none", f"paths.root={root}", timeout=1200)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "12 cells: 12 run, 0 skipped, 0 failed" in result.stdout
+    assert "12 cells: 12 run, 0 skipped (already done), 0 failed" in result.stdout
     return root
 
 

@@ -9,13 +9,20 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from xitt import XittError
 
 
-def repeated_to_list(argv: list[str], key: str) -> list[str]:
-    """`report=a report=b` (the natural way to name two sweeps) as Hydra's `report=[a,b]`."""
-    values = [arg.split("=", 1)[1] for arg in argv[1:] if arg.startswith(f"{key}=")]
-    if len(values) < 2:
-        return argv
-    others = [arg for arg in argv[1:] if not arg.startswith(f"{key}=")]
-    return [argv[0], *others, f"{key}=[{','.join(values)}]"]
+def path_arguments(argv: list[str], keys: tuple[str, ...] = ("report", "out", "ckpt")) -> list[str]:
+    """Quote folder arguments for Hydra, whose override grammar would read the `=` and `,`
+    of a sweep folder's name (`multirun/itt=none,demo_size=s,m`) as syntax; and merge
+    `report=a report=b` (the natural way to name two sweeps) into one list."""
+    passed = {key: [arg.split("=", 1)[1] for arg in argv[1:] if arg.startswith(f"{key}=")] for key in keys}
+    others = [arg for arg in argv[1:] if not arg.startswith(tuple(f"{key}=" for key in keys))]
+    quoted = []
+    for key, values in passed.items():
+        values = ["'" + value.replace("'", "\\'") + "'" for value in values]
+        if len(values) == 1:
+            quoted.append(f"{key}={values[0]}")
+        elif values:
+            quoted.append(f"{key}=[{','.join(values)}]")
+    return [argv[0], *others, *quoted]
 
 
 def report(cfg: DictConfig) -> dict:
