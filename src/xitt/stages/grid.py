@@ -110,12 +110,13 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
 
 def _write_outcome(job_dir: Path, outcome: dict[str, Any], started: float) -> None:
     from xitt.stages.ranks import is_global_zero
+    from xitt.stages.store import write_json_atomic
 
     if not is_global_zero():  # one outcome per job, also when it fails on several ranks
         return
     outcome["seconds"] = round(time.time() - started, 2)
-    job_dir.mkdir(parents=True, exist_ok=True)
-    (job_dir / OUTCOME_FILE).write_text(json.dumps(outcome, indent=2))
+    # Atomic: the grid summary may read the outcomes of other cells while they are written.
+    write_json_atomic(job_dir / OUTCOME_FILE, outcome)
 
 
 def warn_about_gpu_memory(config: DictConfig) -> None:
