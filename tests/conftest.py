@@ -42,7 +42,7 @@ def compose(*overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import xitt.stages.grid  # noqa: F401  (registers the config resolvers)
+    import xitt.core.naming  # noqa: F401  (registers the config resolvers)
     from xitt import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

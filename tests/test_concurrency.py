@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_script
-from xitt.stages.store import ArtifactStore
+from xitt.core.store import ArtifactStore
 
 # A slow build that writes several files, so that a reader of a torn artifact would notice.
 WORKER = r"""
 import json, os, sys, time
 from pathlib import Path
-from xitt.stages.store import ArtifactStore
+from xitt.core.store import ArtifactStore
 
 root, key, sleep_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
 

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import compose, run_script
 from xitt.memory import Parallelism
-from xitt.stages.store import ArtifactStore
+from xitt.core.store import ArtifactStore
 
 # The demo cell, shortened, and without dropout: training is then deterministic given the
 # data order, which DDP keeps (each rank takes its slice of the single-process batches), so

@@ -10,8 +10,8 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from conftest import compose, run_script
 from xitt import XittError
-from xitt.stages.cell import Cell
-from xitt.stages.store import ArtifactStore
+from xitt.core.cell import Cell
+from xitt.core.store import ArtifactStore
 
 RECORD_FIELDS = {"model", "size", "params", "itt", "target", "transfer", "freezing", "seed", "lang", "f1",
                  "accuracy", "n", "cell_key", "config", "versions", "predictions", "result_key"}
@@ -130,17 +130,16 @@ def test_offline_hub_cell_names_the_missing_assets(tmp_path):
 
 
 def test_macro_f1_and_accuracy_match_scikit_learn():
-    from xitt.models.module import language_metrics
+    from xitt.metrics.classification import classification_scores
 
-    gold = torch.tensor([0, 0, 1, 1, 2, 2, 2, 0, 1, 2, 0, 0])
-    pred = torch.tensor([0, 1, 1, 1, 2, 0, 2, 0, 2, 2, 1, 0])
-    metrics = language_metrics(num_labels=3)
-    for start in range(0, len(gold), 5):  # in batches, as in a test loop
-        metrics["f1"].update(pred[start:start + 5], gold[start:start + 5])
-        metrics["accuracy"].update(pred[start:start + 5], gold[start:start + 5])
-    scores = metrics.compute()
-    assert scores["f1"].item() == pytest.approx(f1_score(gold, pred, average="macro"), abs=1e-6)
-    assert scores["accuracy"].item() == pytest.approx(accuracy_score(gold, pred), abs=1e-6)
+    gold = [0, 0, 1, 1, 2, 2, 2, 0, 1, 2, 0, 0]
+    pred = [0, 1, 1, 1, 2, 0, 2, 0, 2, 2, 1, 0]
+    scores = classification_scores(gold, pred, n_classes=3)
+    assert scores["f1"] == pytest.approx(100 * f1_score(gold, pred, average="macro"), abs=1e-6)
+    assert scores["accuracy"] == pytest.approx(100 * accuracy_score(gold, pred), abs=1e-6)
+    assert scores["n"] == 12
+    # a class never seen as gold nor predicted is left out of the average, as scikit-learn does
+    assert classification_scores([0, 1], [0, 1], n_classes=3)["f1"] == pytest.approx(100.0)
 
 
 def test_store_is_atomic_and_leaves_nothing_half_written(tmp_path):

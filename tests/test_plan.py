@@ -93,7 +93,7 @@ def test_parameter_table_matches_published_sizes():
     assert ARCHITECTURES[("mt5", "xxl")].params == pytest.approx(5.65e9, rel=0.02)
     # The tiny demo encoder (211,968 parameters): counted from its shape with the declared
     # vocabulary (2000), an upper bound, as the trained tokenizer may use fewer tokens.
-    from xitt.stages.cell import resolve_model
+    from xitt.core.cell import resolve_model
     from conftest import compose
 
     tiny = architecture(resolve_model(compose("model=tiny", "size=s")))

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import REPO, run_script
-from xitt.stages.store import ArtifactStore
+from xitt.core.store import ArtifactStore
 
 # The demo cell with three short ITT epochs (40 batches each), to interrupt in the second.
 OVERRIDES = ["logger=none", "itt.hparams.epochs=3", "+trainer.limit_train_batches=40", "target.hparams.epochs=2"]

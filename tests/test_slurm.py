@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_script
-from xitt.stages.store import ArtifactStore
+from xitt.core.store import ArtifactStore
 
 SCRIPT = REPO / "scripts" / "local-slurm.sh"
 

@@ -17,8 +17,10 @@ from transformers import AutoTokenizer, DataCollatorWithPadding
 from conftest import compose, run_script
 from xitt import XittError
 from xitt.data.readers import read_csv, read_jsonl, read_tsv
-from xitt.data.tasks import data_parts, load_split, split_note
-from xitt.stages.cell import Cell
+from xitt.core.taskspec import split_note
+from xitt.data.tasks import data_parts, load_split
+from xitt.grid_expand import expand_grid
+from xitt.core.cell import Cell
 
 XNLI_LANGS = ["en", "ar", "bg", "de", "el", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"]
 PAWSX_LANGS = ["en", "de", "es", "fr", "ja", "ko", "zh"]
@@ -219,7 +221,7 @@ def test_few_shot_on_carved_xnli_files_reuses_the_english_model_of_zero_shot(sha
     """A real local-files cell, tiny model: XNLI dev files carved 70/30 into train/test,
     English training, then 4 examples per class in each language; the zero-shot cell that
     follows trains nothing new, since its target model is the few-shot cells' English one."""
-    from xitt.stages.store import ArtifactStore
+    from xitt.core.store import ArtifactStore
 
     common = ["model=tiny", "itt=none", "target=xnli", "target.source=local", f"target.path={shared / 'data/xnli'}",
               "target.split_ratio=0.7", "target_lang.langs=[en,de]", "target.hparams.epochs=1",
@@ -411,21 +413,9 @@ def test_prepare_fetches_only_config_tokenizer_and_safetensors_files_and_every_s
 
 
 def _sweep_size(*overrides: str) -> int:
-    """How many cells `python train.py -m <overrides>` launches: the experiment's
-    `hydra.sweeper.params` merged with the command line, multiplied out as Hydra's basic
-    sweeper does."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from xitt import CONF_DIR
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = hydra_compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
-    declared = [f"{key}={value}" for key, value in cfg.hydra.sweeper.params.items()]
-    parsed = OverridesParser.create().parse_overrides(declared + list(overrides))
-    return len(BasicSweeper.split_arguments(parsed, max_batch_size=None)[0])
+    """How many cells `python train.py -m <overrides>` launches (the project's own expansion,
+    which the plan and prepare use too)."""
+    return len(expand_grid(list(overrides)))
 
 
 def test_named_studies_compose_and_expand_to_their_grids():

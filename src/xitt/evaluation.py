@@ -54,6 +54,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict]:
     """Score a stored target model on the languages of `target_lang` (all by default)."""
     from transformers import AutoTokenizer
 
+    from xitt.core.cell import Stage
+    from xitt.core.records import read_records
     from xitt.stages.pipeline import CellRunner, format_scores
 
     target_dir = Path(cfg.ckpt)
@@ -71,8 +73,11 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict]:
         cell_cfg.paths = cfg.paths
         cell_cfg.logger = cfg.logger
     runner = CellRunner(cell_cfg)
-    tokenizer = AutoTokenizer.from_pretrained(target_dir)
-    runner.evaluate(tokenizer, target_dir, list(meta["config"]["train_langs"]), runner.cell.eval_langs)
-    records = [json.loads(runner.record_path(lang).read_text()) for lang in runner.cell.eval_langs]
+    cell = runner.cell
+    stage = Stage("evaluate", "target", target_dir.name, ("target", target_dir.name), cell.target,
+                  tuple(meta["config"]["train_langs"]), cell.freezing_for("target"), cell.transfer,
+                  tuple(cell.eval_langs))
+    runner.evaluate(stage, AutoTokenizer.from_pretrained(target_dir), model_dir=target_dir)
+    records = read_records(runner.results_dir, cell.eval_langs)
     print(format_scores(records))
     return records

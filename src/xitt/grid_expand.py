@@ -19,17 +19,10 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from xitt import CONF_DIR, XittError
+from xitt.compat import hydra_config_loader, hydra_sweep_jobs
+from xitt.core import naming  # noqa: F401  (registers the config resolvers the configs use)
 
 CONFIG_NAME = "train"
-
-
-def _config_loader(config_dir: Path):
-    """Hydra's config loader over a config folder, without touching Hydra's global state,
-    so that it also works inside a running Hydra app or a test that composes."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.utils import create_config_search_path
-
-    return ConfigLoaderImpl(config_search_path=create_config_search_path(str(config_dir)))
 
 
 def _compose(loader, overrides: list[str], run_mode) -> DictConfig:
@@ -49,11 +42,10 @@ def expand_grid(overrides: list[str], config_dir: Path = CONF_DIR) -> list[tuple
     (as its Hydra job gets them, `hydra.*` ones excluded) and its composed config (the
     `hydra` node removed, as the task function sees it). `config_dir` is the project's
     `conf/` unless a test points it at a copy."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.types import RunMode
 
-    loader = _config_loader(Path(config_dir))
+    loader = hydra_config_loader(Path(config_dir))
     parser = OverridesParser.create(config_loader=loader)
     parsed = parser.parse_overrides(list(overrides))
     hydra_overrides = [o.input_line for o in parsed if o.is_hydra_override()]
@@ -68,7 +60,7 @@ def expand_grid(overrides: list[str], config_dir: Path = CONF_DIR) -> list[tuple
                         f"while it runs, so they cannot be listed beforehand. Plan and prepare with the "
                         f"basic sweeper's `a=1,2` syntax instead.")
     declared = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
-    jobs = BasicSweeper.split_arguments(parser.parse_overrides(declared + task_overrides), max_batch_size=None)[0]
+    jobs = hydra_sweep_jobs(parser.parse_overrides(declared + task_overrides))
 
     cells = []
     for job_overrides in jobs:

@@ -40,7 +40,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from xitt import XittError
+from xitt.core.cell import Cell, Stage
+from xitt.core.jobs import uses_gpu
 
 GB = 1e9
 CUDA_OVERHEAD_GB = 2.5
@@ -118,7 +122,7 @@ def bert_like(hidden: int, layers: int, heads: int, ffn: int, vocab: int, positi
 
 
 def architecture(model: dict[str, Any]) -> Architecture:
-    """The architecture of a resolved model config (`xitt.stages.cell.resolve_model`):
+    """The architecture of a resolved model config (`xitt.core.cell.resolve_model`):
     from the table for the study's families, from the shape for the tiny models, from a
     local checkpoint's config.json for `model=hf`."""
     key = (model["family"], str(model["size"]))
@@ -267,40 +271,31 @@ def training_examples_per_s(arch: Architecture, seq_len: int, gpu: str = DEFAULT
     return MODEL_FLOPS_UTILISATION * GPU_PEAK_TFLOPS[gpu] * 1e12 / flops_per_example
 
 
-def stage_estimate(cfg, task: dict[str, Any], freezing: dict[str, Any] | None = None) -> MemoryEstimate:
-    """The memory estimate of one training stage of a composed cell config."""
-    from omegaconf import OmegaConf
-
-    from xitt.stages.cell import resolve_model
-
+def stage_estimate(cfg: DictConfig, model: dict[str, Any], stage: Stage) -> MemoryEstimate:
+    """The memory estimate of one training stage of a cell, under the cell's trainer config."""
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-    arch = architecture(resolve_model(cfg))
-    hparams = task["hparams"]
+    arch = architecture(model)
     return estimate_memory(
         arch, Parallelism.from_trainer(trainer), precision=str(trainer.get("precision", "32-true")),
-        batch_size=int(hparams["batch_size"]), seq_len=int(hparams["max_length"]),
+        batch_size=int(stage.hparams["batch_size"]), seq_len=int(stage.hparams["max_length"]),
         activation_checkpointing=bool(trainer.get("activation_checkpointing", False)),
-        trainable=trainable_share(arch, freezing),
+        trainable=trainable_share(arch, stage.freezing),
         gpu_memory_gb=float(trainer.get("gpu_memory_gb") or DEFAULT_GPU_MEMORY_GB))
 
 
-def memory_warnings(cfg) -> list[str]:
+def memory_warnings(cfg: DictConfig) -> list[str]:
     """One line per training stage of the cell that will not fit its GPUs (none on CPU)."""
-    from omegaconf import OmegaConf
-
-    from xitt.stages.cell import Cell
-
-    if str(cfg.trainer.get("accelerator")) not in ("gpu", "cuda", "auto"):
+    if not uses_gpu(cfg.trainer):
         return []
     cell = Cell.from_config(cfg)
-    stages = [("ITT", cell.itt, cell.freezing_for("itt"))] if cell.itt else []
-    stages.append(("target", OmegaConf.to_container(cfg.target, resolve=True), cell.freezing_for("target")))
     warnings = []
-    for name, task, freezing in stages:
-        estimate = stage_estimate(cfg, task, freezing)
+    for stage in cell.stages():
+        if not stage.trains:
+            continue
+        estimate = stage_estimate(cfg, cell.model, stage)
         if not estimate.fits:
             warnings.append(
-                f"{cell.name} {name}: needs about {estimate.describe()}. It will not fit: use more GPUs "
+                f"{cell.name} {stage.name}: needs about {estimate.describe()}. It will not fit: use more GPUs "
                 f"(`trainer.devices`), a sharding trainer (`trainer=fsdp`, `trainer=deepspeed_stage3`), "
                 f"`trainer.activation_checkpointing=true`, or a smaller batch; docs/scaling.md has settings "
                 f"per size.")

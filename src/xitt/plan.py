@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xitt import XittError
+from xitt.core.cell import Cell
+from xitt.core.records import cell_results_dir, pending_langs
+from xitt.core.store import ArtifactStore
+from xitt.data.tasks import load_split
 from xitt.grid_expand import expand_grid
 from xitt.memory import DEFAULT_GPU, GPU_PEAK_TFLOPS, architecture, stage_estimate, training_examples_per_s
 
@@ -42,21 +46,6 @@ class Artifact:
     memory: dict[str, Any] | None = None
 
 
-def _stage_artifacts(cell) -> list[tuple[str, str, dict, list[str], str]]:
-    """(kind, key, task, training languages, freezing stage) of each model the cell's
-    stages train, in the order `CellRunner` trains them."""
-    needed = []
-    if cell.itt:
-        needed.append(("itt", cell.itt_key, cell.itt, cell.itt["languages"][:1], "itt"))
-    groups = {tuple(cell.train_langs_for(lang)) for lang in cell.eval_langs}
-    if cell.transfer["mode"] == "few_shot":
-        needed.append(("target", cell.english_target_key, cell.target, [cell.transfer["train_lang"]], "target"))
-    for train_langs in sorted(groups):
-        needed.append(("target", cell.target_key(list(train_langs)), cell.target_training_task, list(train_langs),
-                       "target"))
-    return needed
-
-
 class _ExampleCounter:
     """Training-set sizes, read once per (task, language, split); None when the data is
     not on this machine yet (run `python -m xitt.prepare` first for exact numbers)."""
@@ -66,8 +55,6 @@ class _ExampleCounter:
         self.missing: set[str] = set()
 
     def __call__(self, task: dict[str, Any], langs: list[str]) -> int | None:
-        from xitt.data.tasks import load_split
-
         total = 0
         for lang in langs:
             key = (json.dumps(task, sort_keys=True, default=str), lang, task["train_split"])
@@ -85,30 +72,31 @@ class _ExampleCounter:
 
 def plan_grid(overrides: list[str], gpu: str = DEFAULT_GPU) -> dict[str, Any]:
     """The plan of the grid `python train.py -m <overrides>` would run, as a dict."""
-    from xitt.stages.pipeline import CellRunner
-
     if gpu not in GPU_PEAK_TFLOPS:
         raise XittError(f"Unknown GPU '{gpu}' for the estimate; the planner knows {', '.join(GPU_PEAK_TFLOPS)}.")
     count_examples = _ExampleCounter()
     artifacts: dict[tuple[str, str], Artifact] = {}
     cells, naive_hours, eval_hours, warnings = [], 0.0, 0.0, []
     for cell_overrides, cfg in expand_grid(overrides):
-        runner = CellRunner(cfg)
-        cell = runner.cell
+        cell = Cell.from_config(cfg)
+        store = ArtifactStore(cfg.paths.store)
         arch = architecture(cell.model)
-        pending = runner.pending_langs()
+        pending = pending_langs(cell, cell_results_dir(cfg.paths.results, cell))
         cell_artifacts = []
-        for kind, key, task, train_langs, stage in _stage_artifacts(cell):
+        for stage in cell.stages():
+            if not stage.trains:
+                continue
+            kind, key, task = stage.store, stage.key, stage.task
             artifact = artifacts.get((kind, key))
             if artifact is None:
-                artifact = Artifact(kind, key, task, train_langs, int(task["hparams"]["epochs"]),
-                                    runner.store.has(kind, key))
-                artifact.examples = count_examples(task, train_langs)
-                seq_len = int(task["hparams"]["max_length"])
+                artifact = Artifact(kind, key, task, list(stage.train_langs), int(stage.hparams["epochs"]),
+                                    store.has(kind, key))
+                artifact.examples = count_examples(task, list(stage.train_langs))
+                seq_len = int(stage.hparams["max_length"])
                 if artifact.examples is not None:
                     per_s = training_examples_per_s(arch, seq_len, gpu, (cell.model["family"], str(cell.model["size"])))
                     artifact.gpu_hours = artifact.examples * artifact.epochs / per_s / 3600
-                estimate = stage_estimate(cfg, task, cell.freezing_for(stage))
+                estimate = stage_estimate(cfg, cell.model, stage)
                 artifact.memory = estimate.as_dict()
                 if not estimate.fits:
                     warnings.append(f"{kind} {key} ({cell.name}): needs about {estimate.describe()}; it will not "

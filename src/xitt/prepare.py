@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xitt import XittError
+from xitt.core.cell import Cell, is_local_path
+from xitt.data.tasks import FilePart, HubPart, data_parts
+from xitt.grid_expand import expand_grid
 
 # Files of a model repository that loading an encoder and its tokenizer reads; weights
 # only as safetensors (see `model_files`).
@@ -54,12 +57,6 @@ def _add(items: list, item) -> None:
 
 def grid_assets(overrides: Iterable[str]) -> GridAssets:
     """The assets of every cell of the grid the overrides describe."""
-    import xitt.stages.grid  # noqa: F401  (registers the config resolvers)
-    from xitt.data.tasks import FilePart, HubPart, data_parts
-    from xitt.grid_expand import expand_grid
-    from xitt.models.encoder import is_local_path
-    from xitt.stages.cell import Cell
-
     assets = GridAssets()
     failing: dict[str, list[str]] = {}  # one entry per distinct reason, with its cells
     for cell_overrides, cfg in expand_grid(list(overrides)):

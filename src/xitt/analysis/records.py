@@ -26,19 +26,19 @@ import numpy as np
 import pandas as pd
 
 from xitt import XittError
+from xitt.core.records import PREDICTIONS_SUFFIX, Record
 
 NO_ITT = "none"
 RECORDS_LIST = "records.txt"
-PREDICTIONS_SUFFIX = ".predictions.json"
 # A record is a few kilobytes; larger JSON files (tokenizers, datasets) are not parsed.
 MAX_RECORD_BYTES = 2_000_000
 
-REQUIRED_FIELDS = ("cell_key", "model", "size", "params", "itt", "target", "transfer",
-                   "freezing", "seed", "lang", "f1")
-OPTIONAL_FIELDS = {"cell_name": "", "target_key": "", "itt_key": "", "train_lang": "",
-                   "accuracy": float("nan"), "n": float("nan"), "sweep": "",
-                   "predictions": "", "created": ""}
-_NUMBER_FIELDS = {"params": int, "seed": int, "f1": float, "accuracy": float, "n": float}
+# The record schema is `xitt.core.records.Record`: the fields a file needs to count as a
+# record, and the others with what stands in for them when a record lacks them.
+REQUIRED_FIELDS = Record.REQUIRED
+OPTIONAL_FIELDS = {name: float("nan") if name in Record.NUMBERS else ""
+                   for name in Record.columns() if name not in REQUIRED_FIELDS}
+_NUMBER_FIELDS = Record.NUMBERS
 
 # The columns that say which comparison a record belongs to.  A *setting* is one curve
 # of gain against size; a *cell* adds the size and the intermediate task; a *run* is one

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from xitt.data.tasks import load_split
-from xitt.keys import content_key
+from xitt.core.keys import content_key
 
 log = logging.getLogger(__name__)
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "label", "row")
@@ -116,10 +116,13 @@ class TaskDataModule(pl.LightningDataModule):
         world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         sampler = ShardedBatchSampler(len(self.train_set), self.batch_size, world_size, rank, self.seed,
                                       resume_at=self.resume_at)
+        # A generator of its own: otherwise each epoch's iterator draws its base seed from
+        # torch's global generator, which dropout uses too, and a resumed stage would draw
+        # its dropout masks from another point of that stream than an uninterrupted one.
         return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=self.collate,
-                          num_workers=self.num_workers)
+                          num_workers=self.num_workers, generator=torch.Generator().manual_seed(self.seed))
 
-    def test_dataloader(self) -> list[DataLoader]:
+    def predict_dataloader(self) -> list[DataLoader]:
         return [DataLoader(test_set, batch_size=self.eval_batch_size, shuffle=False,
                            sampler=self._test_sampler(test_set), collate_fn=self.collate,
                            num_workers=self.num_workers)
@@ -153,7 +156,13 @@ class ShardedBatchSampler(Sampler[list[int]]):
         self.world_size, self.rank, self.seed = world_size, rank, seed
         self.epoch, self.skip = resume_at or (0, 0)
 
-    def set_epoch(self, epoch: int) -> None:  # Lightning calls it at each epoch start
+    @property
+    def sampler(self) -> "ShardedBatchSampler":
+        """Lightning sets the epoch of `batch_sampler.sampler` at each epoch start (not of
+        the batch sampler itself), so this sampler is its own `sampler`."""
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def _batches(self) -> list[list[int]]:

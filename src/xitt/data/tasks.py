@@ -19,46 +19,12 @@ from typing import Any
 
 import datasets
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
 from xitt import XittError
+from xitt.core.taskspec import (SPLIT_SHUFFLE_SEED, TRANSLATE_TRAIN, check_language, translate_train_section,
+                                translate_train_source_lang)
 from xitt.data import demo
 from xitt.data.readers import read_table
-
-SOURCES = ("demo", "hub", "local")
-TRANSLATE_TRAIN = "translate_train"
-# The shuffle that carves a train/test split out of one split is fixed, not the run's
-# seed: every cell, seed and language must see the same split (XNLI's languages are the
-# same pairs translated, so one permutation of row numbers keeps them parallel).
-SPLIT_SHUFFLE_SEED = 0
-
-
-def resolve_task(node: DictConfig) -> dict[str, Any]:
-    """A task's config as a plain dict, with its label scheme applied; a scheme the task
-    does not declare fails here, listing the ones it does, before anything is read."""
-    schemes = node.get("label_schemes")
-    if schemes is not None and node.get("label_scheme") not in schemes:
-        raise XittError(
-            f"Task '{node.name}' has no label scheme '{node.get('label_scheme')}'. Its schemes are: "
-            f"{', '.join(schemes)}; choose one with `<group>.label_scheme=<name>` (e.g. `target.label_scheme=stars`)."
-        )
-    task = OmegaConf.to_container(node, resolve=True)
-    if task.get("source", "demo") not in SOURCES:
-        raise XittError(f"Task '{task['name']}' has source '{task['source']}'; the sources are "
-                        f"{', '.join(SOURCES)} (e.g. `target.source=local target.path=/data/{task['name']}`).")
-    return task
-
-
-def task_languages(task: Mapping[str, Any]) -> list[str]:
-    return list(task["languages"])
-
-
-def _check_language(task: Mapping[str, Any], lang: str) -> None:
-    if lang not in task_languages(task):
-        raise XittError(
-            f"Task '{task['name']}' has no language '{lang}'. Its languages are: "
-            f"{', '.join(task_languages(task))}. Pick some of them with `target_lang.langs=[...]`."
-        )
 
 
 # -- where the rows come from ------------------------------------------------------------
@@ -139,33 +105,7 @@ def _fill(template: Any, values: _Placeholders) -> str | None:
     return None if template is None else str(template).format_map(values)
 
 
-def translate_train_source_lang(task: Mapping[str, Any]) -> str:
-    """The language the translations were made from (it trains on the original data)."""
-    return (task.get(TRANSLATE_TRAIN) or {}).get("from_lang", "en")
 
-
-def with_translated_training(task: Mapping[str, Any]) -> dict[str, Any]:
-    """The task as translate-train trains on it: its training split is the machine-
-    translated one of each language (the original one for the language translated from)."""
-    translate_train_section(task)
-    declared = {**task[TRANSLATE_TRAIN], "original_split": task["train_split"]}
-    return {**task, "train_split": TRANSLATE_TRAIN, TRANSLATE_TRAIN: declared}
-
-
-def translate_train_section(task: Mapping[str, Any]) -> dict[str, Any]:
-    """Where the task's machine-translated training sets are for its current source (the
-    overrides of its source section); fails, saying what to do, for a task without them."""
-    declared = task.get(TRANSLATE_TRAIN) or {}
-    if task.get("source") not in declared:
-        offered = [source for source in SOURCES if source in declared]
-        raise XittError(
-            f"Task '{task['name']}' has no machine-translated training sets for source "
-            f"'{task['source']}' ({'it declares them for: ' + ', '.join(offered) if offered else 'it declares none'}), "
-            f"so `transfer=translate_train` cannot run on it. Use `transfer=zero_shot` or "
-            f"`transfer=target_finetune`, or declare where the translations are under "
-            f"`{TRANSLATE_TRAIN}.{task['source']}` in the task config (see docs/tasks.md)."
-        )
-    return dict(declared[task["source"]])
 
 
 def _carves(task: Mapping[str, Any], split: str) -> bool:
@@ -198,7 +138,7 @@ def data_parts(task: Mapping[str, Any], lang: str, split: str) -> list[HubPart |
     """Where the rows of one language and split of a task come from (several parts when
     the split is a concatenation, e.g. ANLI's rounds). Carved splits point at the split they
     are carved from; demo tasks need no data and have no parts."""
-    _check_language(task, lang)
+    check_language(task, lang)
     if task["source"] == "demo":
         return []
     return _locate(task, lang, split)[1]
@@ -263,7 +203,7 @@ def load_split(task: Mapping[str, Any], lang: str, split: str) -> datasets.Datas
     """One split of one language of a task, with unified columns and labels; carved out of
     another split when the task has a `split_ratio`, and reduced to a fixed number of
     examples per class when it has a `train_sample` (few-shot training)."""
-    _check_language(task, lang)
+    check_language(task, lang)
     if task["source"] == "demo":
         demo_split = task["split_from"] if _carves(task, split) else split
         whole = datasets.Dataset.from_dict(demo.demo_rows(task["corpus"], lang, demo_split))
@@ -379,17 +319,6 @@ def _unify(raw: datasets.Dataset, task: Mapping[str, Any], section: Mapping[str,
 
 # -- carving and sampling ----------------------------------------------------------------
 
-
-def split_note(task: Mapping[str, Any]) -> str | None:
-    """How the task's train and test splits were made when one was carved from another
-    (kept in every result record); None when both are the source's own."""
-    ratio = task.get("split_ratio")
-    if ratio is None:
-        return None
-    ratio = float(ratio)
-    return (f"{task['train_split']} = {ratio:.0%} and {task['test_split']} = {1 - ratio:.0%} of the "
-            f"'{task['split_from']}' split of the {task['source']} data, by a fixed shuffle "
-            f"(seed {SPLIT_SHUFFLE_SEED}) of its rows")
 
 
 def _carve(task: Mapping[str, Any], whole: datasets.Dataset, split: str) -> datasets.Dataset:

@@ -8,8 +8,8 @@ from typing import Any
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from xitt.data import demo
-from xitt.keys import content_key
-from xitt.stages.store import ArtifactStore
+from xitt.core.keys import content_key
+from xitt.core.store import ArtifactStore
 
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R's, in its order
 
@@ -35,8 +35,8 @@ def _train_demo_tokenizer(vocab_size: int, out_dir: Path) -> dict:
     return {"vocab_size": tokenizer.get_vocab_size()}
 
 
-def load_tokenizer(model: Mapping[str, Any], name_or_path: str | None, store: ArtifactStore) -> PreTrainedTokenizerBase:
-    """The tokenizer of a resolved model config (see `xitt.models.encoder.resolve_model`)."""
+def load_tokenizer(model: Mapping[str, Any], store: ArtifactStore) -> PreTrainedTokenizerBase:
+    """The tokenizer of a resolved model config (see `xitt.core.cell.resolve_model`)."""
     if model["source"] == "scratch":
         spec = dict(model["tokenizer"])
         key = content_key({"tokenizer": spec})
@@ -44,4 +44,4 @@ def load_tokenizer(model: Mapping[str, Any], name_or_path: str | None, store: Ar
             "tokenizer", key, lambda out: _train_demo_tokenizer(int(spec["vocab_size"]), out), spec
         )
         return AutoTokenizer.from_pretrained(folder)
-    return AutoTokenizer.from_pretrained(name_or_path)
+    return AutoTokenizer.from_pretrained(model["name_or_path"])

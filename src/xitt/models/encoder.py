@@ -1,6 +1,5 @@
-"""Resolving a model family and size to an encoder, building or loading it, freezing it."""
+"""Building or loading an encoder (of a model resolved by `xitt.core.cell`), freezing it."""
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,13 +9,9 @@ import transformers
 from torch import nn
 
 from xitt import XittError
+from xitt.core.cell import is_local_path
 
 FREEZING_MODES = ("none", "embeddings", "bottom_k", "probe")
-
-
-def is_local_path(name_or_path: str) -> bool:
-    """A folder on disk rather than a hub id (hub ids never start with a slash or dot)."""
-    return os.path.isdir(name_or_path) or name_or_path.startswith(("/", "./", "../"))
 
 
 def missing_model_assets(model: Mapping[str, Any]) -> list[str]:

@@ -5,86 +5,49 @@ Kept light on imports: the stages (and torch) load only when a cell runs, so tha
 answers `--help` and config errors at once.
 """
 
-import hashlib
 import json
 import logging
 import os
-import re
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-from hydra.experimental.callback import Callback
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 
 from xitt import XittError
+from xitt.core.jobs import in_multirun, is_global_zero, uses_gpu
+from xitt.core.naming import SWEEP_ENV
+from xitt.core.records import record_path
+from xitt.core.store import write_json_atomic
+from xitt.grid_expand import expand_grid
+from xitt.memory import memory_warnings
 
 log = logging.getLogger("xitt")
 OUTCOME_FILE = "cell.json"
 RECORDS_FILE = "records.txt"
-# Overrides that choose how a grid runs, not which cells it has: kept out of sweep names.
-MACHINERY = ("launcher", "logger", "hydra", "paths")
-
-
-def _safe_name(text: str, limit: int = 120) -> str:
-    """A file-system-safe, deterministic folder name; long ones end in a hash."""
-    name = re.sub(r"[^A-Za-z0-9=,._+-]+", "-", text).strip("-") or "default"
-    if len(name) > limit:
-        name = name[: limit - 13] + "-" + hashlib.sha256(text.encode()).hexdigest()[:12]
-    return name
-
-
-def sweep_name(overrides: list[str]) -> str:
-    """The sweep's folder: its command-line overrides, so the same command finds it again."""
-    kept = sorted(o for o in overrides if o.split("=")[0].lstrip("+~").split(".")[0].split("/")[0] not in MACHINERY)
-    return _safe_name("_".join(kept))
-
-
-SWEEP_ENV = "XITT_SWEEP_NAME"
-
-
-def _current_sweep_name(*, _root_: DictConfig) -> str:
-    """Named once, in the process that launches the grid, from the grid's own overrides,
-    and kept in the environment: each job re-composes its config from its own overrides
-    (in this process, or on a SLURM node, which inherits the environment), and must still
-    land in the same sweep folder."""
-    if SWEEP_ENV not in os.environ:
-        os.environ[SWEEP_ENV] = sweep_name(list(_root_.hydra.overrides.task))
-    return os.environ[SWEEP_ENV]
-
-
-OmegaConf.register_new_resolver("xitt_sweep_name", _current_sweep_name, replace=True)
-OmegaConf.register_new_resolver("xitt_dirname", lambda dirname: _safe_name(str(dirname)), replace=True)
-# SLURM asks for GPUs only for GPU trainers (`launcher=slurm trainer=cpu` must not request one).
-OmegaConf.register_new_resolver(
-    "xitt_gpus_per_node", lambda accelerator, devices: devices if str(accelerator) in ("gpu", "cuda") else None,
-    replace=True)
-
-
 def run_job(cfg: DictConfig) -> dict[str, Any]:
     """One Hydra job = one cell. In a multirun, a failing cell is recorded with its reason
     and the grid goes on; in a single run, the error is shown as one paragraph."""
     hydra_cfg = HydraConfig.get()
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    multirun = in_multirun()
     job_dir = Path(hydra_cfg.runtime.output_dir)
     sweep = Path(hydra_cfg.sweep.dir).name if multirun else None
     outcome: dict[str, Any] = {"overrides": list(hydra_cfg.overrides.task), "job_dir": str(job_dir)}
     started = time.time()
     try:
-        from xitt.stages.pipeline import CellRunner, format_scores
+        from xitt.stages.pipeline import CellRunner, format_scores  # torch: only when a cell runs
 
         runner = CellRunner(cfg, sweep=sweep)
         outcome.update(cell=runner.cell.name, cell_key=runner.cell.cell_key)
-        skipped = not runner.pending_langs()
         records = runner.run()
         if not runner.ranks.is_zero:  # the other ranks of a multi-process job: rank 0 reports
             return outcome
-        outcome.update(status="skipped" if skipped else "done",
-                       records=[str(runner.record_path(r["lang"]).resolve()) for r in records],
+        outcome.update(status="skipped" if runner.skipped else "done",
+                       records=[str(record_path(runner.results_dir, r["lang"]).resolve()) for r in records],
                        f1={r["lang"]: round(r["f1"], 2) for r in records})
         (job_dir / RECORDS_FILE).write_text("".join(f"{path}\n" for path in outcome["records"]))
         print(format_scores(records), flush=True)
@@ -109,9 +72,6 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _write_outcome(job_dir: Path, outcome: dict[str, Any], started: float) -> None:
-    from xitt.stages.ranks import is_global_zero
-    from xitt.stages.store import write_json_atomic
-
     if not is_global_zero():  # one outcome per job, also when it fails on several ranks
         return
     outcome["seconds"] = round(time.time() - started, 2)
@@ -123,10 +83,8 @@ def warn_about_gpu_memory(config: DictConfig) -> None:
     """Before a GPU grid is launched: say which of its training stages will not fit their
     GPUs (xitt.memory's estimate), while there is still time to change the settings.
     CPU grids skip the check (and its cost of composing every cell)."""
-    if str(config.trainer.get("accelerator")) not in ("gpu", "cuda"):
+    if not uses_gpu(config.trainer):
         return
-    from xitt.grid_expand import expand_grid
-    from xitt.memory import memory_warnings
 
     try:
         warnings = [w for _, cfg in expand_grid(list(config.hydra.overrides.task)) for w in memory_warnings(cfg)]

@@ -1,19 +1,20 @@
-"""The three stages of a cell, each reusing what the artifact store already holds:
+"""Running one cell: its stages (`Cell.stages()`) in order, each reusing what the artifact
+store already holds.
 
-1. ITT: fine-tune the pretrained encoder on the English intermediate task; keep the encoder.
-2. Target: start from the ITT encoder (or the pretrained one), add a fresh head, fine-tune.
-3. Evaluate: score every requested language; one JSON record per (cell, language).
+- ITT / target / few-shot: fine-tune (the pretrained encoder, or the artifact the stage
+  starts from) and store the model; ITT keeps the encoder only, target models their head too.
+- Evaluate: Lightning's prediction loop over every language's test set, predictions
+  gathered from all ranks, scored once with `xitt.metrics`, one record per language.
 """
 
-import json
 import logging
 import time
 import warnings
-from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -22,16 +23,22 @@ from safetensors.torch import load_file, save_file
 from transformers import PreTrainedTokenizerBase
 
 from xitt import XittError
+from xitt.compat import fsdp_full_state_dict, start_ranks
+from xitt.core.cell import Cell, Stage
+from xitt.core.jobs import in_multirun
+from xitt.core.ranks import Ranks
+from xitt.core.records import (PREDICTIONS_SUFFIX, Record, cell_results_dir, pending_langs, read_records,
+                               record_path)
+from xitt.core.store import ArtifactStore, library_versions, write_json_atomic
+from xitt.core.taskspec import split_note
 from xitt.data.datamodule import TaskDataModule
-from xitt.data.tasks import missing_data_assets, split_note
+from xitt.data.tasks import missing_data_assets
 from xitt.data.tokenizer import load_tokenizer
+from xitt.metrics.classification import classification_scores
 from xitt.models.encoder import apply_freezing, build_encoder, count_parameters, load_encoder, missing_model_assets
 from xitt.models.module import SequenceClassifier
-from xitt.stages.cell import Cell
 from xitt.stages.loggers import finish_logger, stage_logger
-from xitt.stages.ranks import Ranks
 from xitt.stages.resume import PreemptionGuard, StageCheckpoints
-from xitt.stages.store import ArtifactStore, library_versions, write_json_atomic
 
 log = logging.getLogger(__name__)
 HEAD_FILE = "head.safetensors"
@@ -58,39 +65,68 @@ def quiet_libraries() -> None:
         warnings.filterwarnings("ignore", message=message)
 
 
+def job_processes(trainer_cfg: DictConfig) -> int | None:
+    """How many processes a trainer config runs (devices x nodes); None when Lightning
+    decides (`devices: auto`)."""
+    devices = trainer_cfg.get("devices", 1)
+    if isinstance(devices, int):
+        count = devices
+    elif isinstance(devices, str) and devices.isdigit():
+        count = int(devices)
+    elif not isinstance(devices, str):  # a list of device indices
+        count = len(devices)
+    else:
+        return None
+    return count * int(trainer_cfg.get("num_nodes") or 1)
+
+
 class CellRunner:
-    """Runs one cell's stages with the run machinery of its config (trainer, logger, paths)."""
+    """Runs one cell's stages with the run machinery of its config (trainer, logger, paths).
+    Built once per job: in a multi-process job it starts the process group first, since
+    every store decision after that is collective."""
 
     def __init__(self, cfg: DictConfig, sweep: str | None = None):
         quiet_libraries()
         self.cfg = cfg
-        self.cell = Cell.from_config(cfg)
-        self.ranks = Ranks()
-        self.store = ArtifactStore(cfg.paths.store)
-        self.results_dir = Path(cfg.paths.results) / f"{self.cell.name}-{self.cell.cell_key[:8]}"
         self.sweep = sweep
+        self.cell = Cell.from_config(cfg)
+        self.results_dir = cell_results_dir(cfg.paths.results, self.cell)
+        processes = job_processes(cfg.trainer)
+        strategy = start_ranks(self.trainer(), in_multirun()) if processes is None or processes > 1 else None
+        self.ranks = Ranks(strategy)
+        self.store = ArtifactStore(cfg.paths.store, ranks=self.ranks,
+                                   lock_timeout_s=float(cfg.get("store_lock_timeout_s") or DEFAULT_LOCK_TIMEOUT_S))
+        self.skipped = False
 
-    # -- bookkeeping -------------------------------------------------------------------
-
-    def record_path(self, lang: str) -> Path:
-        return self.results_dir / f"{lang}.json"
-
-    def pending_langs(self) -> list[str]:
-        """Languages without a record of the current result key."""
-        pending = []
-        for lang in self.cell.eval_langs:
-            target_key = self.cell.target_key(self.cell.train_langs_for(lang))
-            path = self.record_path(lang)
-            if not path.is_file() or json.loads(path.read_text()).get("result_key") != self.cell.result_key(target_key, lang):
-                pending.append(lang)
-        return pending
+    def run(self) -> list[dict[str, Any]]:
+        """Run the stages the cell still needs; return its records (one per language) on
+        rank 0, nothing on the other ranks. All ranks follow rank 0's view of the store."""
+        pending = self.ranks.broadcast(pending_langs(self.cell, self.results_dir))
+        self.skipped = not pending
+        written: dict[str, dict[str, Any]] = {}
+        if pending:
+            self.check_assets()
+            tokenizer = load_tokenizer(self.cell.model, self.store)
+            for stage in self.cell.stages(pending):
+                if stage.trains:
+                    self.train(stage, tokenizer)
+                else:
+                    written.update(self.evaluate(stage, tokenizer))
+        else:
+            log.info("Cell %s: all %d languages already evaluated, nothing to train (skipped).",
+                     self.cell.name, len(self.cell.eval_langs))
+        self.ranks.finish()
+        if not self.ranks.is_zero:
+            return []
+        done = [lang for lang in self.cell.eval_langs if lang not in written]
+        stored = dict(zip(done, read_records(self.results_dir, done)))
+        return [written.get(lang) or stored[lang] for lang in self.cell.eval_langs]
 
     def check_assets(self) -> None:
         """Stop before any training when the machine lacks a model or data set the cell
         needs: local files that are not there, or hub assets missing from an offline cache."""
-        needs = self.cell.data_needs()
         missing = missing_model_assets(self.cell.model) + [
-            asset for task, lang, split in needs for asset in missing_data_assets(task, lang, split)]
+            asset for task, lang, split in self.cell.data_needs() for asset in missing_data_assets(task, lang, split)]
         missing = list(dict.fromkeys(missing))
         if missing:
             raise XittError(
@@ -102,125 +138,96 @@ class CellRunner:
 
     # -- stages ------------------------------------------------------------------------
 
-    def run(self) -> list[dict[str, Any]]:
-        """Run the stages the cell still needs; return its records (one per language).
-        In a multi-process job all ranks run it; they follow rank 0's view of the store."""
-        self.ranks = Ranks.start(self.trainer())
-        self.store = ArtifactStore(self.cfg.paths.store, ranks=self.ranks,
-                                   lock_timeout_s=float(self.cfg.get("store_lock_timeout_s") or DEFAULT_LOCK_TIMEOUT_S))
-        records = self.run_stages(self.ranks.broadcast(self.pending_langs()))
-        self.ranks.finish()
-        return records
+    def classifier(self, stage: Stage, tokenizer: PreTrainedTokenizerBase, start_dir: Path | None) -> SequenceClassifier:
+        """The model a stage starts from: the pretrained encoder (None), or the encoder of
+        the artifact in `start_dir` and its head when it has one; under the stage's
+        freezing, with a head for the stage's task."""
+        if start_dir is None:
+            encoder = build_encoder(self.cell.model, len(tokenizer), tokenizer.pad_token_id, self.cell.seed)
+        else:
+            encoder = load_encoder(start_dir, self.cell.model.get("encoder_class", "AutoModel"))
+        apply_freezing(encoder, stage.freezing["mode"], stage.freezing["k"])
+        module = SequenceClassifier(encoder, len(stage.task["labels"]), stage.hparams, self.cell.model["pooling"])
+        if start_dir is not None and (start_dir / HEAD_FILE).is_file():
+            module.head.load_state_dict(load_file(str(start_dir / HEAD_FILE)))
+        return module
 
-    def run_stages(self, pending: list[str]) -> list[dict[str, Any]]:
-        if not pending:
-            log.info("Cell %s: all %d languages already evaluated, nothing to train (skipped).",
-                     self.cell.name, len(self.cell.eval_langs))
-            return [json.loads(self.record_path(lang).read_text()) for lang in self.cell.eval_langs]
-        self.check_assets()
-        tokenizer = load_tokenizer(self.cell.model, self.cell.model.get("name_or_path"), self.store)
-        itt_dir = self.intermediate(tokenizer)
-        by_training: dict[tuple[str, ...], list[str]] = {}
-        for lang in pending:
-            by_training.setdefault(tuple(self.cell.train_langs_for(lang)), []).append(lang)
-        for train_langs, langs in by_training.items():
-            target_dir = self.target(tokenizer, itt_dir, list(train_langs))
-            self.evaluate(tokenizer, target_dir, list(train_langs), langs)
-        return [json.loads(self.record_path(lang).read_text()) for lang in self.cell.eval_langs]
-
-    def pretrained_encoder(self, tokenizer: PreTrainedTokenizerBase) -> torch.nn.Module:
-        return build_encoder(self.cell.model, len(tokenizer), tokenizer.pad_token_id, self.cell.seed)
-
-    def intermediate(self, tokenizer: PreTrainedTokenizerBase) -> Path | None:
-        cell = self.cell
-        if cell.itt is None:
-            return None
-
-        def build(out: Path | None) -> dict:
-            log.info("Cell %s: ITT on %s (artifact %s)", cell.name, cell.itt["name"], cell.itt_key)
-            encoder = self.pretrained_encoder(tokenizer)
-            freezing = cell.freezing_for("itt")
-            apply_freezing(encoder, freezing["mode"], freezing["k"])
-            module = SequenceClassifier(encoder, len(cell.itt["labels"]), cell.itt["hparams"], cell.model["pooling"])
-            metrics, weights = self.fit("itt", module, cell.itt, tokenizer, cell.itt["languages"][:1],
-                                        self.store.work_dir("itt", cell.itt_key))
-            if out is not None:
-                save_trained(out, module, tokenizer, weights, with_head=False)
-            return metrics
-
-        return self.store.get_or_build("itt", cell.itt_key, build, {
-            "model": cell.model, "itt": cell.itt, "freezing": cell.freezing_for("itt"), "seed": cell.seed},
-            collective=True)
-
-    def target(self, tokenizer: PreTrainedTokenizerBase, itt_dir: Path | None, train_langs: list[str]) -> Path:
-        """The target model evaluated on `train_langs`' languages. Few-shot models start
-        from the English zero-shot model (built first, or reused from the store)."""
-        cell = self.cell
-        if cell.transfer["mode"] != "few_shot":
-            return self.train_target(tokenizer, itt_dir, cell.itt_key or "pretrained", cell.target_key(train_langs),
-                                     cell.target_training_task, cell.transfer, train_langs)
-        english_langs = [cell.transfer["train_lang"]]
-        english_dir = self.train_target(tokenizer, itt_dir, cell.itt_key or "pretrained", cell.english_target_key,
-                                        cell.target, cell.english_transfer, english_langs)
-        return self.train_target(tokenizer, english_dir, cell.english_target_key, cell.target_key(train_langs),
-                                 cell.target_training_task, cell.transfer, train_langs, stage="few_shot")
-
-    def train_target(self, tokenizer: PreTrainedTokenizerBase, start_dir: Path | None, start: str, key: str,
-                     task: dict, transfer: dict, train_langs: list[str], stage: str = "target") -> Path:
-        """Fine-tune a target model from `start_dir` (the pretrained encoder when None):
-        with a fresh head from an encoder, or continuing the head of a target model."""
+    def train(self, stage: Stage, tokenizer: PreTrainedTokenizerBase) -> Path:
+        """The stage's artifact: from the store, or trained now and stored."""
         cell = self.cell
 
         def build(out: Path | None) -> dict:
-            log.info("Cell %s: %s fine-tuning on %s (%s), artifact %s",
-                     cell.name, stage, cell.target["name"], ",".join(train_langs), key)
-            encoder = (load_encoder(start_dir, cell.model.get("encoder_class", "AutoModel"))
-                       if start_dir else self.pretrained_encoder(tokenizer))
-            freezing = cell.freezing_for("target")
-            apply_freezing(encoder, freezing["mode"], freezing["k"])
-            module = SequenceClassifier(encoder, len(task["labels"]), task["hparams"], cell.model["pooling"])
-            if start_dir is not None and (start_dir / HEAD_FILE).is_file():
-                module.head.load_state_dict(load_file(str(start_dir / HEAD_FILE)))
-            metrics, weights = self.fit(stage, module, task, tokenizer, train_langs, self.store.work_dir("target", key))
+            log.info("Cell %s: %s on %s (%s), artifact %s", cell.name, stage.name, stage.task["name"],
+                     ",".join(stage.train_langs), stage.key)
+            # Seeded before the model is built: a fresh head's weights are drawn now, and must
+            # not depend on what this process did before (other stages, other cells).
+            pl.seed_everything(cell.seed, workers=True, verbose=False)
+            module = self.classifier(stage, tokenizer, self.store.path(*stage.start) if stage.start else None)
+            metrics, weights = self.fit(stage, module, tokenizer)
             if out is not None:
-                save_trained(out, module, tokenizer, weights, with_head=True)
+                save_trained(out, module, tokenizer, weights, with_head=stage.store == "target")
             return metrics
 
-        return self.store.get_or_build("target", key, build, {
-            "start": start, "model": cell.model, "target": task,
-            "transfer": transfer, "train_langs": train_langs, "freezing": cell.freezing_for("target"),
-            "seed": cell.seed, "labels": task["labels"], "pooling": cell.model["pooling"],
+        start = stage.start[1] if stage.start else "pretrained"
+        return self.store.get_or_build(stage.store, stage.key, build, {
+            "stage": stage.name, "start": start, "model": cell.model, "task": stage.task,
+            "transfer": stage.transfer, "train_langs": list(stage.train_langs), "freezing": stage.freezing,
+            "seed": cell.seed, "labels": stage.task["labels"], "pooling": cell.model["pooling"],
             "cell_config": cell.config}, collective=True)  # lets `evaluate.py ckpt=...` rebuild the cell
 
-    def evaluate(self, tokenizer: PreTrainedTokenizerBase, target_dir: Path, train_langs: list[str],
-                 langs: list[str]) -> None:
-        cell = self.cell
-        target_key = target_dir.name
-        encoder = load_encoder(target_dir, cell.model.get("encoder_class", "AutoModel"))
-        module = SequenceClassifier(encoder, len(cell.target["labels"]), cell.target["hparams"],
-                                    cell.model["pooling"], eval_langs=langs)
-        module.head.load_state_dict(load_file(str(target_dir / HEAD_FILE)))
-        data = self.datamodule(cell.target, tokenizer, eval_langs=langs)
+    def evaluate(self, stage: Stage, tokenizer: PreTrainedTokenizerBase,
+                 model_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+        """Score the stage's target model (from the store, or `model_dir`) on its languages;
+        write one record per language (rank 0) and return them."""
         started = time.time()
+        module = self.classifier(stage, tokenizer, model_dir or self.store.path(stage.store, stage.key))
+        data = self.datamodule(stage.task, tokenizer, eval_langs=stage.eval_langs)
         logger = self.logger("evaluate")
         try:
             trainer = self.trainer(logger=logger)
-            trainer.test(module, datamodule=data, verbose=False)
-            if not trainer.is_global_zero:
-                self.ranks.barrier("records written")  # the other ranks read them next
-                return
-            params = count_parameters(encoder)
-            records = [self.write_record(lang, target_key, train_langs, module, data, params, started)
-                       for lang in langs]
-            log_scores(logger, records)
+            outputs = trainer.predict(module, datamodule=data, return_predictions=True)
+            per_lang = outputs if len(stage.eval_langs) > 1 else [outputs]
+            rows = {lang: gather_rows(trainer, batches) for lang, batches in zip(stage.eval_langs, per_lang)}
+            records = {}
+            if self.ranks.is_zero:
+                params = count_parameters(module.encoder)
+                records = {lang: self.write_record(stage, lang, rows[lang], data.test_ids[lang], params, started)
+                           for lang in stage.eval_langs}
+                log_scores(logger, list(records.values()))
             self.ranks.barrier("records written")
+            return records
         finally:
             finish_logger()
 
+    def write_record(self, stage: Stage, lang: str, rows: np.ndarray, ids: list[str], params: int,
+                     started: float) -> dict[str, Any]:
+        """One language's predictions file and record."""
+        cell = self.cell
+        labels = list(stage.task["labels"])
+        predictions_file = f"{lang}{PREDICTIONS_SUFFIX}"
+        write_json_atomic(self.results_dir / predictions_file, {
+            "ids": [ids[row] for row in rows[:, 0]], "gold": rows[:, 1].tolist(), "pred": rows[:, 2].tolist(),
+            "labels": labels})
+        few_shot = cell.transfer["mode"] == "few_shot"
+        record = Record(
+            cell_key=cell.cell_key, cell_name=cell.name, result_key=cell.result_key(stage.key, lang),
+            target_key=stage.key, itt_key=cell.itt_key, model=cell.model["family"], size=cell.model["size"],
+            params=params, itt=cell.itt_name, target=cell.target["name"], transfer=cell.transfer["mode"],
+            freezing=cell.freezing_name, seed=cell.seed, lang=lang, train_lang=",".join(stage.train_langs),
+            **classification_scores(rows[:, 1], rows[:, 2], len(labels)),
+            split_note=split_note(cell.target),
+            few_shot_k=int(cell.transfer["k"]) if few_shot else None,
+            few_shot_seed=int(cell.transfer["sample_seed"]) if few_shot else None,
+            sweep=self.sweep, predictions=predictions_file, eval_s=round(time.time() - started, 3),
+            created=datetime.now(timezone.utc).isoformat(), config=cell.config, versions=library_versions(),
+        ).as_dict()
+        write_json_atomic(record_path(self.results_dir, lang), record)
+        return record
+
     # -- machinery ---------------------------------------------------------------------
 
-    def datamodule(self, task: dict, tokenizer: PreTrainedTokenizerBase, train_langs: Sequence[str] = (),
-                   eval_langs: Sequence[str] = ()) -> TaskDataModule:
+    def datamodule(self, task: dict, tokenizer: PreTrainedTokenizerBase, train_langs: tuple[str, ...] = (),
+                   eval_langs: tuple[str, ...] = ()) -> TaskDataModule:
         hparams = task["hparams"]
         return TaskDataModule(task, tokenizer, train_langs, eval_langs, batch_size=int(hparams["batch_size"]),
                               eval_batch_size=int(task.get("eval_batch_size", 128)),
@@ -236,28 +243,28 @@ class CellRunner:
     def trainer(self, **overrides: Any) -> pl.Trainer:
         return build_trainer(self.cfg.trainer, **overrides)
 
-    def fit(self, stage: str, module: SequenceClassifier, task: dict, tokenizer: PreTrainedTokenizerBase,
-            train_langs: Sequence[str], work_dir: Path) -> tuple[dict, dict[str, torch.Tensor] | None]:
-        """Train `module`; resume from the checkpoint in `work_dir` when an earlier attempt
-        left one (see `xitt.stages.resume`). Returns the metrics and, for strategies that
-        shard the weights, the whole weights gathered on rank 0 (None otherwise)."""
-        pl.seed_everything(self.cell.seed, workers=True, verbose=False)
+    def fit(self, stage: Stage, module: SequenceClassifier,
+            tokenizer: PreTrainedTokenizerBase) -> tuple[dict, dict[str, torch.Tensor] | None]:
+        """Train `module`; resume from the checkpoint in the stage's work folder when an
+        earlier attempt left one (see `xitt.stages.resume`). Returns the metrics and, for
+        strategies that shard the weights, the whole weights gathered on rank 0."""
         if self.cfg.trainer.get("activation_checkpointing"):
             module.enable_activation_checkpointing()
-        data = self.datamodule(task, tokenizer, train_langs=train_langs)
-        logger = self.logger(stage)
+        data = self.datamodule(stage.task, tokenizer, train_langs=stage.train_langs)
+        logger = self.logger(stage.name)
         metrics: dict[str, Any] = {}
+        work_dir = self.store.work_dir(stage.store, stage.key)
         try:
             with PreemptionGuard() as guard:
-                checkpoints = StageCheckpoints(work_dir, guard, f"Cell {self.cell.name}: {stage}",
+                checkpoints = StageCheckpoints(work_dir, guard, f"Cell {self.cell.name}: {stage.name}",
                                                int(self.cfg.trainer.get("checkpoint_every_n_epochs", 1)))
                 resume = checkpoints.resume_point()
                 if resume:
                     log.info("Cell %s: resuming %s from epoch %d (step %d), checkpoint %s",
-                             self.cell.name, stage, resume.epochs_done, resume.global_step, resume.path)
+                             self.cell.name, stage.name, resume.epochs_done, resume.global_step, resume.path)
                     metrics.update(resumed_from_epoch=resume.epochs_done, resumed_from_step=resume.global_step)
                     data.resume_at = (resume.epochs_done, resume.batches_done)
-                trainer = self.trainer(max_epochs=int(task["hparams"]["epochs"]), logger=logger,
+                trainer = self.trainer(max_epochs=int(stage.hparams["epochs"]), logger=logger,
                                        callbacks=[checkpoints])
                 trainer.fit(module, datamodule=data, ckpt_path=resume.path if resume else None)
                 weights = gathered_weights(trainer)
@@ -268,31 +275,22 @@ class CellRunner:
                        train_examples=len(data.train_set), world_size=self.ranks.world_size)
         return metrics, weights
 
-    def write_record(self, lang: str, target_key: str, train_langs: list[str], module: SequenceClassifier,
-                     data: TaskDataModule, params: int, started: float) -> dict[str, Any]:
-        cell = self.cell
-        predictions = module.test_predictions[lang]
-        ids = data.test_ids[lang]
-        predictions_file = f"{lang}.predictions.json"
-        write_json_atomic(self.results_dir / predictions_file, {
-            "ids": [ids[row] for row in predictions["row"]], "gold": predictions["gold"],
-            "pred": predictions["pred"], "labels": list(cell.target["labels"])})
-        record = {
-            "cell_key": cell.cell_key, "cell_name": cell.name, "target_key": target_key,
-            "itt_key": cell.itt_key, "result_key": cell.result_key(target_key, lang),
-            "model": cell.model["family"], "size": cell.model["size"], "params": params,
-            "itt": cell.itt_name, "target": cell.target["name"], "transfer": cell.transfer["mode"],
-            "freezing": cell.freezing_name, "seed": cell.seed, "lang": lang,
-            "train_lang": ",".join(train_langs), **module.test_scores[lang],
-            "split_note": split_note(cell.target),
-            "few_shot_k": int(cell.transfer["k"]) if cell.transfer["mode"] == "few_shot" else None,
-            "few_shot_seed": int(cell.transfer["sample_seed"]) if cell.transfer["mode"] == "few_shot" else None,
-            "sweep": self.sweep, "config": cell.config, "versions": library_versions(),
-            "predictions": predictions_file, "eval_s": round(time.time() - started, 3),
-            "created": datetime.now(timezone.utc).isoformat(),
-        }
-        write_json_atomic(self.record_path(lang), record)
-        return record
+
+def gather_rows(trainer: pl.Trainer, batches: list[torch.Tensor]) -> np.ndarray:
+    """Every rank's (row, gold, predicted) triples, in test-set order. Test shards differ in
+    size by up to one example (no rank repeats one), and all_gather needs equal shapes:
+    pad with rows of -1, then drop them."""
+    rows = torch.cat(batches) if batches else torch.zeros(0, 3, dtype=torch.long)
+    if trainer.world_size > 1:
+        strategy = trainer.strategy
+        counts = strategy.all_gather(torch.tensor(rows.size(0), device=strategy.root_device))
+        padded = torch.full((int(counts.max()), 3), -1, dtype=torch.long, device=strategy.root_device)
+        padded[: rows.size(0)] = rows.to(strategy.root_device)
+        rows = strategy.all_gather(padded).reshape(-1, 3)
+        rows = rows[rows[:, 0] >= 0]
+    rows = rows.cpu().numpy()
+    _, first = np.unique(rows[:, 0], return_index=True)  # a row seen twice counts once
+    return rows[first]
 
 
 def build_trainer(trainer_cfg: DictConfig, **overrides: Any) -> pl.Trainer:
@@ -329,17 +327,13 @@ def gathered_weights(trainer: pl.Trainer) -> dict[str, torch.Tensor] | None:
     strategy = trainer.strategy
     if isinstance(strategy, FSDPStrategy):
         # Checkpoints may be sharded (fast to save and resume); the stored encoder is whole.
-        sharded, strategy._state_dict_type = strategy._state_dict_type, "full"
-        try:
-            return strategy.lightning_module_state_dict()
-        finally:
-            strategy._state_dict_type = sharded
+        return fsdp_full_state_dict(strategy)
     if isinstance(strategy, DeepSpeedStrategy) and strategy.zero_stage_3:  # stage 2 keeps whole weights
         import deepspeed
 
         module = strategy.lightning_module
-        # Gathers every parameter on every GPU at once: the bf16 weights must fit one GPU
-        # beside its shard (xlmr-xxl: 21 GB), which the planner's settings leave room for.
+        # Gathers every parameter at once (not layer by layer): the bf16 weights must fit one
+        # GPU beside its shard (xlmr-xxl: 21 GB), which the planner's settings leave room for.
         with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=0):
             if strategy.is_global_zero:
                 return {name: tensor.detach().cpu().clone() for name, tensor in module.state_dict().items()}

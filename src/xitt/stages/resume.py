@@ -14,8 +14,10 @@ so a job killed without warning loses at most that many epochs.
 
 When the stage runs again (the requeued job, or the same command run by hand), `fit`
 finds `last.ckpt` and passes it to `trainer.fit(ckpt_path=...)`: weights, optimizer,
-scheduler and loop state continue where they stopped, and the training batches of an
-interrupted epoch continue with the ones not yet trained (`ShardedBatchSampler`'s resume).
+scheduler, loop state and random state (dropout) continue where they stopped, and the
+training batches of an interrupted epoch continue with the ones not yet trained
+(`ShardedBatchSampler`'s resume): the resumed stage ends with the model an uninterrupted
+one would have.
 """
 
 import logging
@@ -28,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
-from xitt.stages.store import write_json_atomic
+from xitt.core.store import write_json_atomic
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "last.ckpt"
@@ -146,6 +149,19 @@ class StageCheckpoints(pl.Callback):
                    f"and resumes by itself).")
         log.warning(message)
         self.guard.pass_on(message)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        # The random state goes with the weights: the resumed stage draws the dropout masks
+        # the uninterrupted one would have drawn next.
+        checkpoint["xitt_rng"] = {"torch": torch.get_rng_state(),
+                                  "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        state = checkpoint.get("xitt_rng")
+        if state:
+            torch.set_rng_state(state["torch"])
+            if state["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:

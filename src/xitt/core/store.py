@@ -22,7 +22,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from xitt import XittError, __version__
-from xitt.stages.ranks import Ranks
+from xitt.core.ranks import Ranks
 
 META_FILE = "meta.json"
 

@@ -1,4 +1,4 @@
-"""A cell of the grid: the resolved axes of one job and the keys of the artifacts it needs.
+"""A cell of the grid: the resolved axes of one job, and its stages as one list.
 
     itt key    = hash(model, size, itt task + hparams, freezing during ITT, seed)
     target key = hash(itt key or pretrained model, target task + hparams, transfer mode,
@@ -13,18 +13,24 @@ its key starts from that model's key, so the English model is trained once and s
 with the zero-shot cells and every k).
 """
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
 from xitt import XittError
-from xitt.data.tasks import resolve_task, translate_train_section, with_translated_training
-from xitt.keys import content_key
+from xitt.core.keys import content_key
+from xitt.core.taskspec import resolve_task, translate_train_section, with_translated_training
 
 TRANSFER_MODES = ("zero_shot", "target_finetune", "translate_train", "few_shot")
 # Settings that change how fast a stage runs but not what it learns stay out of the keys.
 NOT_IN_KEYS = ("eval_batch_size",)
+
+
+def is_local_path(name_or_path: str) -> bool:
+    """A folder on disk rather than a hub id (hub ids never start with a slash or dot)."""
+    return os.path.isdir(name_or_path) or name_or_path.startswith(("/", "./", "../"))
 
 
 def resolve_model(cfg: DictConfig) -> dict[str, Any]:
@@ -53,12 +59,40 @@ def _plain(node: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(node, resolve=True)
 
 
-def _task(node: DictConfig) -> dict[str, Any]:
-    return resolve_task(node)
-
-
 def _key_view(task: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in task.items() if name not in NOT_IN_KEYS}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a cell. A training stage (`itt`, `target`, `few_shot`) builds the artifact
+    `key` of store kind `store` from the artifact `start` ((kind, key); None: the pretrained
+    encoder), training `task` in `train_langs`; an `evaluate` stage scores the target
+    artifact `key` (trained in `train_langs`) on `eval_langs`."""
+
+    name: str  # itt | target | few_shot | evaluate: the log's and W&B's name for the stage
+    store: str  # itt | target
+    key: str
+    start: tuple[str, str] | None
+    task: dict[str, Any] = field(repr=False)
+    train_langs: tuple[str, ...]
+    freezing: dict[str, Any]
+    transfer: dict[str, Any] | None = None
+    eval_langs: tuple[str, ...] = ()
+
+    @property
+    def trains(self) -> bool:
+        return self.name != "evaluate"
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        return self.task["hparams"]
+
+    def data_needs(self) -> list[tuple[dict[str, Any], str, str]]:
+        """The (task, language, split) this stage reads."""
+        if self.trains:
+            return [(self.task, lang, self.task["train_split"]) for lang in self.train_langs]
+        return [(self.task, lang, self.task["test_split"]) for lang in self.eval_langs]
 
 
 @dataclass
@@ -76,8 +110,8 @@ class Cell:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "Cell":
         model = resolve_model(cfg)
-        itt = None if cfg.itt.name == "none" else _task(cfg.itt)
-        target = _task(cfg.target)
+        itt = None if cfg.itt.name == "none" else resolve_task(cfg.itt)
+        target = resolve_task(cfg.target)
         transfer = _plain(cfg.transfer)
         if transfer["mode"] not in TRANSFER_MODES:
             raise XittError(f"Transfer mode '{transfer['mode']}' is not supported; use one of {', '.join(TRANSFER_MODES)}.")
@@ -145,19 +179,41 @@ class Cell:
                     "train_sample": {"per_class": int(self.transfer["k"]), "seed": int(self.transfer["sample_seed"])}}
         return self.target
 
-    def data_needs(self) -> list[tuple[dict[str, Any], str, str]]:
-        """Every (task, language, split) the cell reads: what the offline check and
-        `python -m xitt.prepare` look for."""
-        needs = []
+    def stages(self, langs: list[str] | None = None) -> list["Stage"]:
+        """The cell's stages in the order they run, for the languages `langs` (default: all
+        it evaluates): the ITT model, the target model(s) that each language's model is
+        trained as (few-shot: the English zero-shot model first), and one evaluation per
+        target model. The pipeline runs this list; the planner, the memory check, the
+        offline asset check and `xitt.prepare` read it."""
+        langs = self.eval_langs if langs is None else list(langs)
+        target_freezing = self.freezing_for("target")
+        stages, start = [], None
         if self.itt:
-            needs.append((self.itt, self.itt["languages"][0], self.itt["train_split"]))
-        if self.transfer["mode"] == "few_shot":
-            needs.append((self.target, self.transfer["train_lang"], self.target["train_split"]))
-        training = self.target_training_task
-        for lang in self.eval_langs:
-            needs += [(training, train_lang, training["train_split"]) for train_lang in self.train_langs_for(lang)]
-            needs.append((self.target, lang, self.target["test_split"]))
-        unique = {(task["name"], lang, split): (task, lang, split) for task, lang, split in needs}
+            stages.append(Stage("itt", "itt", self.itt_key, None, self.itt, tuple(self.itt["languages"][:1]),
+                                self.freezing_for("itt")))
+            start = ("itt", self.itt_key)
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for lang in langs:
+            groups.setdefault(tuple(self.train_langs_for(lang)), []).append(lang)
+        name = "target"
+        if self.transfer["mode"] == "few_shot" and groups:
+            english = (self.transfer["train_lang"],)
+            stages.append(Stage("target", "target", self.english_target_key, start, self.target, english,
+                                target_freezing, self.english_transfer))
+            start, name = ("target", self.english_target_key), "few_shot"
+        for train_langs, eval_langs in groups.items():
+            key = self.target_key(list(train_langs))
+            stages.append(Stage(name, "target", key, start, self.target_training_task, train_langs,
+                                target_freezing, self.transfer))
+            stages.append(Stage("evaluate", "target", key, ("target", key), self.target, train_langs,
+                                target_freezing, self.transfer, tuple(eval_langs)))
+        return stages
+
+    def data_needs(self) -> list[tuple[dict[str, Any], str, str]]:
+        """Every (task, language, split) the cell's stages read, once each."""
+        needs = [need for stage in self.stages() for need in stage.data_needs()]
+        unique = {(task["name"], task.get("train_split"), lang, split): (task, lang, split)
+                  for task, lang, split in needs}
         return list(unique.values())
 
     def target_key(self, train_langs: list[str]) -> str:

@@ -5,7 +5,7 @@ import json
 from typing import Any
 
 # Bump when the meaning of a stored artifact changes, so that old ones are not reused.
-STORE_FORMAT = 1
+STORE_FORMAT = 2  # 2: seeded heads, reshuffled epochs, resumable random state
 
 
 def content_key(payload: Any) -> str:

@@ -1,0 +1,88 @@
+"""Result records: the schema of one record (one evaluated cell and language), where it
+lives, and which languages of a cell still lack one. Torch-free: the planner and the
+report read records without loading a model."""
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from xitt.core.cell import Cell
+
+PREDICTIONS_SUFFIX = ".predictions.json"
+
+
+@dataclass
+class Record:
+    """One evaluated (cell, language): what was trained, how, and its scores (0-100)."""
+
+    # which run: the cell, the artifacts it used, and the key of this evaluation
+    cell_key: str
+    cell_name: str
+    result_key: str
+    target_key: str
+    itt_key: str | None
+    # the grid's axes
+    model: str
+    size: str
+    params: int  # counted from the loaded encoder
+    itt: str
+    target: str
+    transfer: str
+    freezing: str
+    seed: int
+    lang: str
+    train_lang: str
+    # scores: F1 is the task's own (macro-F1, entity F1, word accuracy, SQuAD token F1)
+    f1: float
+    n: int
+    accuracy: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    exact_match: float | None = None
+    # provenance
+    split_note: str | None = None
+    few_shot_k: int | None = None
+    few_shot_seed: int | None = None
+    sweep: str | None = None
+    predictions: str = ""
+    eval_s: float | None = None
+    created: str = ""
+    config: dict[str, Any] = field(default_factory=dict, repr=False)
+    versions: dict[str, str] = field(default_factory=dict, repr=False)
+
+    # The fields a file must have to count as a record, and the ones that are numbers.
+    REQUIRED = ("cell_key", "model", "size", "params", "itt", "target", "transfer", "freezing", "seed", "lang", "f1")
+    NUMBERS = {"params": int, "seed": int, "f1": float, "n": float, "accuracy": float, "precision": float,
+               "recall": float, "exact_match": float}
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        """The fields a table of records has (the resolved config and versions left out)."""
+        return [f.name for f in fields(cls) if f.name not in ("config", "versions")]
+
+
+def cell_results_dir(results_root: str | Path, cell: Cell) -> Path:
+    return Path(results_root) / f"{cell.name}-{cell.cell_key[:8]}"
+
+
+def record_path(results_dir: Path, lang: str) -> Path:
+    return results_dir / f"{lang}.json"
+
+
+def read_records(results_dir: Path, langs: list[str]) -> list[dict[str, Any]]:
+    return [json.loads(record_path(results_dir, lang).read_text()) for lang in langs]
+
+
+def pending_langs(cell: Cell, results_dir: Path) -> list[str]:
+    """The languages without a record of the cell's current result key."""
+    pending = []
+    for lang in cell.eval_langs:
+        path = record_path(results_dir, lang)
+        expected = cell.result_key(cell.target_key(cell.train_langs_for(lang)), lang)
+        if not path.is_file() or json.loads(path.read_text()).get("result_key") != expected:
+            pending.append(lang)
+    return pending
