@@ -57,7 +57,9 @@ class ShorthandConfigSource(ConfigSource):
             raise ConfigLoadError(f"No shorthand config {config_path}")
         family, size = shorthand
         # Global package, so that the size override is read as the top-level `size` group.
+        # `shorthand_size` lets the cell refuse a contradicting `size=` (xitt.core.cell).
         config = OmegaConf.create({"defaults": [f"/{self.path}/{family}@{self.path}",
-                                                {"override /size": size}, "_self_"]})
+                                                {"override /size": size}, "_self_"],
+                                   self.path: {"shorthand_size": size}})
         return ConfigResult(config=config, path=f"{self.scheme()}://{self.path}", provider="xitt",
                             header={"package": "_global_"})

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
+from omegaconf.errors import InterpolationToMissingValueError
 
 from xitt import XittError
 from xitt.core.keys import content_key
 from xitt.core.taskspec import resolve_task, translate_train_section, with_translated_training
+from xitt.core.validate import check_cell, typed
 
 TRANSFER_MODES = ("zero_shot", "target_finetune", "translate_train", "few_shot")
 # Settings that change how fast a stage runs but not what it learns stay out of the keys.
@@ -38,7 +40,14 @@ def resolve_model(cfg: DictConfig) -> dict[str, Any]:
     the family's sizes, when the size is not one of them."""
     family = OmegaConf.to_container(cfg.model, resolve=False)
     sizes = family.pop("sizes")
+    shorthand = family.pop("shorthand_size", None)  # set by `model=<family>_<size>`
     size = cfg.size.name or family["default_size"]
+    if shorthand is not None and str(size) != str(shorthand):
+        raise XittError(
+            f"`model={family['family']}_{shorthand}` and `size={size}` contradict each other: the first "
+            f"asks for size {shorthand}, the second for {size}. Use `model={family['family']}_{size}` (or "
+            f"`model={family['family']} size={size}`), or drop `size=` to keep {shorthand}."
+        )
     if size not in sizes:
         raise XittError(
             f"Model family '{family['family']}' has no size '{size}'. Its sizes are: "
@@ -46,7 +55,7 @@ def resolve_model(cfg: DictConfig) -> dict[str, Any]:
         )
     try:
         chosen = OmegaConf.to_container(cfg.model.sizes[size], resolve=True)
-    except MissingMandatoryValue:
+    except (MissingMandatoryValue, InterpolationToMissingValueError):
         raise XittError(
             f"Model family '{family['family']}' needs `model.name_or_path=<hub id or local folder>`."
         ) from None
@@ -112,16 +121,19 @@ class Cell:
         model = resolve_model(cfg)
         itt = None if cfg.itt.name == "none" else resolve_task(cfg.itt)
         target = resolve_task(cfg.target)
+        langs = cfg.target_lang.langs
+        eval_langs = list(target['languages']) if langs == "all" else [str(lang) for lang in langs]
+        check_cell(cfg, model, {"itt": itt, "target": target} if itt else {"target": target}, eval_langs)
         transfer = _plain(cfg.transfer)
         if transfer["mode"] not in TRANSFER_MODES:
             raise XittError(f"Transfer mode '{transfer['mode']}' is not supported; use one of {', '.join(TRANSFER_MODES)}.")
         if transfer["mode"] == "translate_train":
             translate_train_section(target)  # fails now, not after ITT, for a task without translations
-        if transfer["mode"] == "few_shot" and not (int(transfer["k"]) > 0 and "sample_seed" in transfer):
-            raise XittError(f"transfer=few_shot needs `transfer.k` > 0 examples per class and a "
-                            f"`transfer.sample_seed` (got k={transfer.get('k')}).")
-        langs = cfg.target_lang.langs
-        eval_langs = list(target['languages']) if langs == "all" else list(langs)
+        if transfer["mode"] == "few_shot" and not (typed(transfer.get("k"), int) or 0) > 0 or \
+                transfer["mode"] == "few_shot" and typed(transfer.get("sample_seed"), int) is None:
+            raise XittError(f"transfer=few_shot needs `transfer.k` > 0 examples per class and a whole "
+                            f"`transfer.sample_seed` (got k={transfer.get('k')}, "
+                            f"sample_seed={transfer.get('sample_seed')}).")
         unknown = [lang for lang in eval_langs if lang not in list(target['languages'])]
         if unknown:
             raise XittError(

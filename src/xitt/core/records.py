@@ -77,12 +77,17 @@ def read_records(results_dir: Path, langs: list[str]) -> list[dict[str, Any]]:
     return [json.loads(record_path(results_dir, lang).read_text()) for lang in langs]
 
 
+def stored_result_key(path: Path) -> str | None:
+    """The result key of the record at `path`; None when there is none, or it is not a
+    whole record (a truncated file is evaluated again and overwritten)."""
+    try:
+        return json.loads(path.read_text()).get("result_key")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def pending_langs(cell: Cell, results_dir: Path) -> list[str]:
     """The languages without a record of the cell's current result key."""
-    pending = []
-    for lang in cell.eval_langs:
-        path = record_path(results_dir, lang)
-        expected = cell.result_key(cell.target_key(cell.train_langs_for(lang)), lang)
-        if not path.is_file() or json.loads(path.read_text()).get("result_key") != expected:
-            pending.append(lang)
-    return pending
+    return [lang for lang in cell.eval_langs
+            if stored_result_key(record_path(results_dir, lang)) != cell.result_key(
+                cell.target_key(cell.train_langs_for(lang)), lang)]

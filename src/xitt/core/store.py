@@ -8,6 +8,7 @@ the dead job's half-written temporary folder first.
 """
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -25,6 +26,26 @@ from xitt import XittError, __version__
 from xitt.core.ranks import Ranks
 
 META_FILE = "meta.json"
+log = logging.getLogger(__name__)
+
+
+def artifact_problem(folder: Path) -> str | None:
+    """What is wrong with a stored artifact, or None: its meta.json must be JSON, and each
+    safetensors file must have a whole header and the data it announces (read without
+    loading the weights)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        json.loads((folder / META_FILE).read_text())
+    except (OSError, ValueError) as error:
+        return f"{META_FILE} is not readable JSON: {error}"
+    for weights in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="numpy"):
+                pass
+        except (OSError, SafetensorError) as error:
+            return f"{weights.name}: {error}"
+    return None
 
 
 def library_versions() -> dict[str, str]:
@@ -80,7 +101,16 @@ class ArtifactStore:
         return self.root / kind / f".work-{key}"
 
     def has(self, kind: str, key: str) -> bool:
-        return (self.path(kind, key) / META_FILE).is_file()
+        """Whether the artifact is stored whole. One that is not (a meta.json that is not
+        JSON, a truncated or corrupted safetensors file) counts as absent: its stage builds
+        it again, and moves the broken one aside first (`_remove_leftovers`)."""
+        folder = self.path(kind, key)
+        if not (folder / META_FILE).is_file():
+            return False
+        problem = artifact_problem(folder)
+        if problem:
+            log.warning("The %s artifact %s is damaged (%s): it will be rebuilt.", kind, folder, problem)
+        return problem is None
 
     def meta(self, kind: str, key: str) -> dict:
         return json.loads((self.path(kind, key) / META_FILE).read_text())
@@ -182,11 +212,15 @@ class ArtifactStore:
 
     def _remove_leftovers(self, final: Path) -> None:
         """Drop half-built folders of this key left by a job that died: we hold the lock,
-        so nobody else is writing them. (The work folder stays: it is how a build resumes.)"""
+        so nobody else is writing them. (The work folder stays: it is how a build resumes.)
+        A damaged artifact in the final place is moved aside (`<key>.corrupt-<time>`), kept
+        for whoever wants to know what happened to it."""
         for leftover in final.parent.glob(f".tmp-{final.name}-*"):
             shutil.rmtree(leftover, ignore_errors=True)
-        if final.exists():  # a folder without meta.json is not an artifact
-            shutil.rmtree(final)
+        if final.exists():
+            aside = final.with_name(f"{final.name}.corrupt-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}")
+            os.rename(final, aside)
+            log.warning("Moved the damaged artifact %s aside to %s.", final, aside)
 
     def _log_event(self, kind: str, key: str, meta: dict) -> None:
         entry = {"event": "built", "kind": kind, "key": key, "build_s": meta["timings"]["build_s"],

@@ -7,6 +7,7 @@ task's fields and labels to its label list is the task registry's job
 """
 
 import csv
+import io
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -33,6 +34,9 @@ def _rows_to_columns(path: Path, rows: list[list[str]], fields: Sequence[str] | 
         first_line = 2
     else:
         header, first_line = list(fields), 1
+    if not rows:
+        raise XittError(f"The file {path} has no data rows{' (only its header line)' if fields is None else ''}. "
+                        f"Check that it is the right file and that it was written completely.")
     for number, row in enumerate(rows, start=first_line):
         if len(row) != len(header):
             raise XittError(
@@ -43,19 +47,31 @@ def _rows_to_columns(path: Path, rows: list[list[str]], fields: Sequence[str] | 
     return {name: [row[index] for row in rows] for index, name in enumerate(header)}
 
 
+def read_text(path: Path) -> str:
+    """A data file's text, which must be UTF-8; otherwise the error names the line."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise XittError(
+            f"Line {line} of {path} is not UTF-8 (byte {data[error.start]:#04x} at offset {error.start}). "
+            f"Data files are read as UTF-8: convert the file (e.g. `iconv -f latin1 -t utf-8`)."
+        ) from None
+
+
 def read_tsv(path: Path, fields: Sequence[str] | None = None) -> Columns:
     """Tab-separated values with quoting off: the XTREME / GLUE files hold stray double
     quotes inside sentences, which a quoting-aware reader would join across lines."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        rows = [row for row in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if row]
+    lines = io.StringIO(read_text(path), newline="")
+    rows = [row for row in csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE) if row]
     return _rows_to_columns(path, rows, fields)
 
 
 def read_csv(path: Path, fields: Sequence[str] | None = None) -> Columns:
     """Comma-separated values with standard (RFC 4180) quoting: texts with commas,
     quotes and line breaks are quoted in these files."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        rows = [row for row in csv.reader(handle) if row]
+    rows = [row for row in csv.reader(io.StringIO(read_text(path), newline="")) if row]
     return _rows_to_columns(path, rows, fields)
 
 
@@ -63,15 +79,14 @@ def read_jsonl(path: Path, fields: Sequence[str] | None = None) -> Columns:
     """JSON lines: one object per line; the columns are the keys of the first object
     (`fields`, when given, picks and orders them)."""
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise XittError(f"Line {number} of {path} is not valid JSON ({error}). "
-                                f"JSON-lines files hold one JSON object per line; repair the line.") from None
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise XittError(f"Line {number} of {path} is not valid JSON ({error}). "
+                            f"JSON-lines files hold one JSON object per line; repair the line.") from None
     names = list(fields) if fields is not None else list(records[0]) if records else []
     missing = [(number, name) for number, record in enumerate(records, start=1) for name in names
                if name not in record]
