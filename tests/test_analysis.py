@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +25,9 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import f1_score
 
-from xitt.analysis import (ReportError, analyse, bootstrap_macro_f1, build_report,
-                           language_groups, load_results, macro_f1)
+from xitt.analysis import (Estimate, ReportError, analyse, bootstrap_macro_f1, build_report,
+                           interval_matrix, language_groups, load_results, macro_f1,
+                           pool_seeds)
 from xitt.analysis.stats import resample_indices
 
 N_CLASSES = 3
@@ -150,20 +152,22 @@ def test_macro_f1_matches_scikit_learn_and_the_bootstrap_recomputes_it_per_resam
     np.testing.assert_allclose(replicates[1], 100.0)
 
 
-def test_an_interval_adds_seed_noise_with_a_student_t_quantile_to_example_noise():
-    from xitt.analysis import Estimate
-
-    seeds_only = Estimate(3.0, np.full(100, 3.0), per_seed={1: 1.0, 2: 3.0, 3: 5.0},
-                          examples_resampled=False)
+def test_an_interval_adds_seed_noise_to_the_test_set_noise_that_seeds_share():
+    seeds_only = pool_seeds({seed: Estimate(value, np.full(100, value), examples_resampled=False)
+                             for seed, value in ((1, 1.0), (2, 3.0), (3, 5.0))})
     half_width = 4.302653 * 2.0 / math.sqrt(3)  # t(0.975, 2 dof) x standard error of the mean
     assert seeds_only.interval() == pytest.approx((3.0 - half_width, 3.0 + half_width))
 
-    examples = np.random.default_rng(0).normal(3.0, 1.0, 4000)
-    both = Estimate(3.0, examples, per_seed={1: 1.0, 2: 3.0, 3: 5.0})
+    # each seed's replicates: a test-set deviation all seeds share (sd 1) and one of its own
+    # (sd 2), which the spread of the seeds already holds and must not be counted again
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0.0, 1.0, 20_000)
+    both = pool_seeds({seed: Estimate(value, value + shared + rng.normal(0.0, 2.0, 20_000))
+                       for seed, value in ((1, 1.0), (2, 3.0), (3, 5.0))})
+    assert both.test_variance == pytest.approx(1.0, rel=0.1)
     low, high = both.interval()
-    example_half_width = 1.96
-    assert high - 3.0 == pytest.approx(math.hypot(half_width, example_half_width), rel=0.05)
-    assert 3.0 - low == pytest.approx(math.hypot(half_width, example_half_width), rel=0.05)
+    expected = math.hypot(half_width, 1.959964 * math.sqrt(both.test_variance))
+    assert (high - 3.0, 3.0 - low) == pytest.approx((expected, expected))
 
 
 # --- estimates against the truth ------------------------------------------------------
@@ -194,11 +198,11 @@ def test_gains_and_slopes_match_the_truth_and_intervals_cover_it(tmp_path):
     assert 0.85 <= np.mean(slope_covered) <= 1.0
 
 
-def test_paired_test_finds_a_real_gain_and_not_a_null_one(tmp_path):
+def test_the_test_set_test_finds_a_real_gain_and_not_a_null_one(tmp_path):
     real = SyntheticGrid(gain_at_10m={"de": 0.08}, gain_slope=0.0, seed_sd=0.0)
     write_synthetic_results(tmp_path / "real", real, seed=1)
     p_real = language_gains(analyse(load_results([tmp_path / "real"]), n_bootstrap=500))
-    assert (p_real["p_value"] < 0.01).all()
+    assert (p_real["p_value_test_set"] < 0.01).all()
 
     null_p_values = []
     for simulation in range(8):
@@ -206,9 +210,27 @@ def test_paired_test_finds_a_real_gain_and_not_a_null_one(tmp_path):
         root = tmp_path / f"null{simulation}"
         write_synthetic_results(root, null, seed=100 + simulation)
         null_p_values += language_gains(analyse(load_results([root]), n_bootstrap=500))[
-            "p_value"].tolist()
+            "p_value_test_set"].tolist()
     assert np.mean(np.less(null_p_values, 0.05)) <= 0.15  # about 0.05 expected
     assert np.median(null_p_values) > 0.3  # about 0.5 expected
+
+
+def test_marks_follow_the_interval_over_seeds_and_not_the_test_set_alone(tmp_path):
+    # seed noise much larger than test-set noise: the test-set test alone finds "effects"
+    # that are seed luck; a mark must follow the interval that holds the seed noise
+    noisy = SyntheticGrid(gain_at_10m={"de": 0.0, "sw": 0.03}, gain_slope=0.0, seed_sd=0.04)
+    write_synthetic_results(tmp_path / "results", noisy, seed=3)
+    gains = analyse(load_results([tmp_path / "results"]), n_bootstrap=300).gains
+    gains = gains[gains["status"] == "ok"]
+    excludes_zero = (gains["ci_low"] > 0) | (gains["ci_high"] < 0)
+    marked = gains["verdict"].isin(["above_zero", "below_zero"])
+    assert gains["seed_level_claim"].all()
+    assert (marked == excludes_zero).all() and (marked == (gains["p_value"] < 0.05)).all()
+    assert ((gains["p_value_test_set"] < 0.05) & ~marked).any()  # the case this prevents
+
+    matrix = interval_matrix(gains, "gain", mark_significant=True)
+    stars = matrix.drop(columns="language").map(lambda text: text.endswith("*"))
+    assert stars.to_numpy().sum() == marked.sum()
 
 
 # --- the report -----------------------------------------------------------------------
@@ -224,7 +246,10 @@ def test_missing_twins_are_listed_in_gains_and_report(tmp_path):
     assert result["n_missing_counterparts"] == 1
     report = result["files"]["report.md"].read_text()
     section = report.split("## Missing counterparts")[1].split("## ")[0]
-    assert "| tiny | xnli | zero_shot | none | en | m | 10000000 | demo | de |" in section
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("| tiny")]
+    assert rows == [["tiny", "xnli", "zero_shot", "none", "en", "m", "10000000", "demo", "de",
+                     "1 2 3"]]
     # the other languages of that size still give a pooled gain, from two languages
     pooled = gains[(gains["scope"] == "overall") & (gains["size"] == "m")]
     assert pooled["n_languages"].tolist() == [2]
@@ -249,8 +274,8 @@ def test_build_report_writes_tables_plots_and_answer_and_logs_to_wandb(tmp_path)
         assert files[name].is_file() and files[name].stat().st_size > 0, name
     pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
     slug = "tiny-xnli-zero_shot-none-en"
-    assert pngs == [f"f1_vs_size_{slug}.png", f"gain_heatmap_{slug}-demo.png",
-                    f"gain_vs_size_{slug}.png"]
+    assert pngs == [f"f1_vs_size_{slug}.png", f"gain_by_group_{slug}.png",
+                    f"gain_heatmap_{slug}-demo.png", f"gain_vs_size_{slug}.png"]
 
     summary = pd.read_csv(files["summary.csv"])
     assert len(summary) == 3 * 2 * 3 * 3  # sizes x itt x seeds x languages
@@ -260,11 +285,17 @@ def test_build_report_writes_tables_plots_and_answer_and_logs_to_wandb(tmp_path)
 
     (answer,) = result["answers"]
     assert [g["size"] for g in answer["gains"]] == ["s", "m", "l"]
-    assert answer["slope_ci_low"] < answer["slope_per_decade"] < answer["slope_ci_high"]
+    slope = answer["slope"]
+    assert slope["ci_low"] < slope["slope_per_decade"] < slope["ci_high"]
+    sentence = answer["sentence"]
+    assert sentence.startswith("ITT with demo changes xnli F1 (tiny on xnli")
+    assert "at s (1M params; " in sentence and "per tenfold parameters" in sentence
+    # each size and the trend say whether they are distinguishable from 0, with p
+    assert len(re.findall(r"distinguishable from 0, p [=<] ", sentence)) == 4
+    # the report opens with the answer, and its first figure is the gain by language group
     report = files["report.md"].read_text()
-    assert answer["sentence"] in report
-    assert answer["sentence"].startswith("ITT with demo changes xnli F1 (tiny on xnli")
-    assert "at s (1M params)" in answer["sentence"] and "slope per decade" in answer["sentence"]
+    assert report.splitlines()[:3] == ["# ITT gain versus model size", "", f"- {sentence}"]
+    assert re.search(r"!\[[^]]*\]\(([^)]*)\)", report).group(1) == f"gain_by_group_{slug}.png"
     assert "\\begin{tabular}" in files["gains.tex"].read_text()
 
     import wandb
@@ -285,10 +316,31 @@ def test_grids_without_twins_sizes_or_predictions_still_give_a_report(tmp_path):
         path.with_name(f"{path.stem}.predictions.json").unlink()
     result = build_report([tmp_path / "no_predictions"], tmp_path / "report2", n_bootstrap=50)
     (answer,) = result["answers"]
-    assert answer["slope_per_decade"] is None and "two or more sizes" in answer["sentence"]
+    assert answer["slope"] is None and "two or more sizes" in answer["sentence"]
     gains = pd.read_csv(result["files"]["gains.csv"])
-    assert gains["p_value"].isna().all() and (gains["seed_noise"] == "full").all()
+    assert gains["p_value_test_set"].isna().all() and (gains["seed_noise"] == "full").all()
+    assert (gains["verdict"] == "too_few_seeds").all()
     assert "has no predictions file" in result["files"]["report.md"].read_text()
+
+
+def test_with_two_seeds_the_report_makes_no_seed_level_claim(tmp_path):
+    write_synthetic_results(tmp_path / "results", SyntheticGrid(seeds=(1, 2), n_examples=200))
+    result = build_report([tmp_path / "results"], tmp_path / "report", n_bootstrap=100)
+
+    (answer,) = result["answers"]
+    sentence = answer["sentence"]
+    assert "With 2 seeds no seed-level claim can be made" in sentence
+    assert "distinguishable" not in sentence
+    first = answer["gains"][0]  # shown with its interval over test examples, marked
+    assert (f"{first['gain']:+.1f} [{first['ci_low_test_set']:.1f}, "
+            f"{first['ci_high_test_set']:.1f}] † at s (1M params)") in sentence
+    # the form the end-to-end test of the demo grid (two seeds) looks for
+    report = result["files"]["report.md"].read_text()
+    assert re.search(r"ITT with demo changes xnli F1 \(.*\) by [+-]\d+\.\d \[", report)
+    gain_table = report.split("### Gain of ITT with demo")[1].split("###")[0]
+    assert "*" not in gain_table and gain_table.count("†") == 9 * 3  # groups x sizes
+    gains = pd.read_csv(result["files"]["gains.csv"])
+    assert (gains["verdict"] == "too_few_seeds").all() and not gains["seed_level_claim"].any()
 
 
 def test_a_folder_without_records_raises_a_report_error_that_says_what_to_do(tmp_path):

@@ -4,24 +4,27 @@ as the multilingual model grows?
 The pipeline writes one record (and one predictions file) per evaluated cell and
 language; this package turns the records of one or more results or sweep folders into the
 answer: F1 per cell, ITT gain against the matching no-ITT cell with confidence intervals
-over test examples and seeds, a paired significance test, the trend of the gain against
-log10(parameters), tables and plots.  ``build_report`` does all of it (it is what
-``python evaluate.py report=<folder>`` calls); the notebook uses the steps one by one:
-``load_results`` -> ``analyse`` -> tables, plots and ``answers``.
+over seeds and test examples and the test dual to them (a seed-level claim needs three
+seeds), the trend of the gain against log10(parameters), tables and plots.
+``build_report`` does all of it (it is what ``python evaluate.py report=<folder>``
+calls); the notebook uses the steps one by one: ``load_results`` -> ``analyse`` -> tables,
+plots and ``answers``.
 """
 
 from .gains import Analysis, analyse
 from .languages import language_groups
-from .plots import plot_f1_vs_size, plot_gain_heatmap, plot_gain_vs_size
+from .plots import plot_f1_vs_size, plot_gain_by_group, plot_gain_heatmap, plot_gain_vs_size
 from .records import ReportError, Results, find_record_candidates, load_results
 from .report import answers, build_report, by_setting, setting_title, write_report
-from .stats import Estimate, bootstrap_macro_f1, combine, macro_f1, pool_seeds
+from .stats import (MIN_SEEDS_FOR_CLAIM, Estimate, bootstrap_macro_f1, combine, macro_f1,
+                    pool_seeds)
 from .tables import interval_matrix, to_markdown, trend_table
 
 __all__ = [
-    "Analysis", "Estimate", "ReportError", "Results", "analyse", "answers",
-    "bootstrap_macro_f1", "build_report", "by_setting", "combine", "find_record_candidates",
-    "interval_matrix", "language_groups", "load_results", "macro_f1", "plot_f1_vs_size",
-    "plot_gain_heatmap", "plot_gain_vs_size", "pool_seeds", "setting_title", "to_markdown",
-    "trend_table", "write_report",
+    "MIN_SEEDS_FOR_CLAIM", "Analysis", "Estimate", "ReportError", "Results", "analyse",
+    "answers", "bootstrap_macro_f1", "build_report", "by_setting", "combine",
+    "find_record_candidates", "interval_matrix", "language_groups", "load_results",
+    "macro_f1", "plot_f1_vs_size", "plot_gain_by_group", "plot_gain_heatmap",
+    "plot_gain_vs_size", "pool_seeds", "setting_title", "to_markdown", "trend_table",
+    "write_report",
 ]

@@ -8,11 +8,17 @@ This module builds four tables, all with intervals from ``stats``:
 * ``summary``: one row per record (cell x language x seed), F1 with an interval over
   test examples;
 * ``scores``: F1 averaged over seeds, per cell and language and pooled over languages;
-* ``gains``: ITT minus no-ITT F1 on the same seeds (where the twin has them), with a paired
-  test on the same test examples, per language and pooled over language groups;
-  an ITT cell without a twin gets a row with ``status == "missing_counterpart"``;
+* ``gains``: ITT minus no-ITT F1 on the same seeds (where the twin has them), per language
+  and pooled over language groups; an ITT cell without a twin gets a row with
+  ``status == "missing_counterpart"``;
 * ``trends``: the least-squares slope of the gain against log10(parameters), in F1 points
   per tenfold increase of parameters, per language, language group and overall.
+
+Every estimate has two intervals: ``ci_low``/``ci_high`` over seeds and test examples (the
+question asked), and ``ci_low_test_set``/``ci_high_test_set`` over test examples only (these
+trained models).  Gains and slopes also get the tests dual to them, ``p_value`` and
+``p_value_test_set``, and a ``verdict``: whether the first interval lies above or below 0
+or includes it, or ``too_few_seeds`` where ``seed_level_claim`` is False (see ``stats``).
 
 Pooled rows ("scopes") are plain means over the languages that have the quantity:
 resource level and script groups come from ``languages``, and "overall" is all languages.
@@ -51,10 +57,12 @@ F1_MISMATCH_TOLERANCE = 0.05
 Key = tuple  # values of CELL_KEYS (+ lang)
 
 # Columns each table has even when no row fills them (e.g. only missing counterparts).
-_POOLED = ["scope", "group", "ci_low", "ci_high", "n_languages", "status"]
+_POOLED = ["scope", "group", "ci_low", "ci_high", "ci_low_test_set", "ci_high_test_set",
+           "seed_level_claim", "n_languages", "status"]
+_TESTS = ["p_value", "verdict", "p_value_test_set"]
 SCORE_COLUMNS = [*CELL_KEYS, "f1", *_POOLED]
-GAIN_COLUMNS = [*CELL_KEYS, "gain", "p_value", *_POOLED]
-TREND_COLUMNS = [*SETTING_KEYS, "itt", "sizes", "slope_per_decade", *_POOLED]
+GAIN_COLUMNS = [*CELL_KEYS, "gain", *_TESTS, *_POOLED]
+TREND_COLUMNS = [*SETTING_KEYS, "itt", "sizes", "slope_per_decade", *_TESTS, *_POOLED]
 
 
 @dataclass
@@ -150,8 +158,7 @@ def _summary(records: pd.DataFrame, run_estimates: Mapping[int, Estimate],
     summary["has_predictions"] = [e.examples_resampled for e in estimates]
     summary["f1_from_predictions"] = [e.value if e.examples_resampled else math.nan
                                       for e in estimates]
-    intervals = [e.interval(level) if e.examples_resampled else (math.nan, math.nan)
-                 for e in estimates]
+    intervals = [e.test_set_interval(level) for e in estimates]  # one run: no seed noise
     summary["f1_ci_low"] = [low for low, _ in intervals]
     summary["f1_ci_high"] = [high for _, high in intervals]
     summary["n"] = summary["n"].astype("Int64")  # a count; missing where not recorded
@@ -291,12 +298,16 @@ def _key_columns(cell: Key, scope: str, group: str) -> dict:
 
 
 def _interval_columns(estimate: Estimate, level: float, value_name: str) -> dict:
-    """Value, interval and how it was obtained.  Only gains get a p-value: whether a mean
-    F1 or a slope differs from zero on these test examples is not a question asked here."""
+    """Value, both intervals and how they were obtained.  Gains and slopes also get their
+    tests and verdict; whether a mean F1 differs from zero is not a question asked here."""
     low, high = estimate.interval(level)
-    columns = {value_name: estimate.value, "ci_low": low, "ci_high": high}
-    if value_name == "gain":
-        columns["p_value"] = estimate.p_value()
+    test_low, test_high = estimate.test_set_interval(level)
+    columns = {value_name: estimate.value, "ci_low": low, "ci_high": high,
+               "ci_low_test_set": test_low, "ci_high_test_set": test_high,
+               "seed_level_claim": estimate.supports_seed_claim}
+    if value_name in ("gain", "slope_per_decade"):
+        columns.update(p_value=estimate.p_value(), verdict=estimate.verdict(level),
+                       p_value_test_set=estimate.p_value_test_set())
     return {**columns, "n_seeds": estimate.n_seeds, "seeds": _seed_list(estimate.per_seed),
             "seed_noise": estimate.seed_noise_known,
             "examples_resampled": estimate.examples_resampled}

@@ -1,4 +1,5 @@
-"""Figures of the report: gain against model size, a language x size heatmap, absolute F1.
+"""Figures of the report: the gain per language group against parameters (the answer at a
+glance), gain against model size per language, a language x size heatmap, absolute F1.
 
 Each function takes rows of one setting (see ``gains.by_setting``) and returns a
 matplotlib Figure.  Figures are built with the object API on an Agg canvas rather than
@@ -17,15 +18,58 @@ from matplotlib.figure import Figure
 
 from .gains import OK
 from .records import NO_ITT
-from .tables import group_label, size_label
+from .stats import MIN_SEEDS_FOR_CLAIM
+from .tables import group_label, shown_interval, size_label
 
 _PANEL_SIZE = (3.2, 2.6)
 _MAX_COLUMNS = 4
+# Lines of one panel are shifted along the log axis by this many decades each, so that
+# their error bars at the same size do not hide each other.
+_DODGE_DECADES = 0.03
+_GROUPINGS = {"resource": "resource level", "script": "script"}  # scope -> panel title
+
+
+def plot_gain_by_group(gains: pd.DataFrame) -> Figure:
+    """ITT gain against parameter count (log scale) with error bars, one line per language
+    group and one for all languages (black): a panel per grouping (resource level,
+    script) and a row per intermediate task.
+
+    The error bars are the intervals of the tables (``tables.shown_interval``): over seeds
+    and test examples, or, with hollow markers, over test examples only.  A grouping with
+    a single group would only repeat the all-languages line, so it gets no panel.
+    """
+    pooled = gains[(gains["status"] == OK) & (gains["scope"] != "language")]
+    scopes = [scope for scope in _GROUPINGS
+              if pooled.loc[pooled["scope"] == scope, "group"].nunique() > 1] or ["overall"]
+    itts = sorted(pooled["itt"].unique())
+    figure = _figure(len(itts), len(scopes), width=4.2 * len(scopes), height=3.2 * len(itts))
+    panels = [(itt, scope) for itt in itts for scope in scopes]
+    sizes = pooled[["size", "params"]].drop_duplicates().sort_values("params")
+    for axes, (itt, scope) in zip(figure.axes, panels):
+        rows = pooled[pooled["itt"] == itt]
+        lines = [("overall", "all")] + [
+            (scope, group) for group in sorted(rows.loc[rows["scope"] == scope, "group"].unique())]
+        for position, (line_scope, group) in enumerate(lines):
+            line = rows[(rows["scope"] == line_scope) & (rows["group"] == group)]
+            style = {"color": "black", "linewidth": 2} if line_scope == "overall" else {}
+            dodge = 10 ** (_DODGE_DECADES * (position - (len(lines) - 1) / 2))
+            _error_bar_line(axes, line, "gain", dodge, label=group_label(line_scope, group),
+                            **style)
+        axes.axhline(0.0, color="0.5", linewidth=0.8)
+        _size_axis(axes, sizes)
+        grouping = f", by {_GROUPINGS[scope]}" if scope in _GROUPINGS else ""
+        axes.set_title(f"ITT with {itt}{grouping}", fontsize=9)
+        axes.set_ylabel("ITT gain (F1 points)")
+        axes.legend(fontsize=7)
+    figure.suptitle("Error bars: intervals over seeds and test examples; hollow markers: test "
+                    f"examples only (fewer than {MIN_SEEDS_FOR_CLAIM} seeds)", fontsize=7)
+    return figure
 
 
 def plot_gain_vs_size(gains: pd.DataFrame) -> Figure:
     """ITT gain against parameter count (log scale), one panel per language and one for
-    the mean over languages, one line per intermediate task, shaded confidence band."""
+    the mean over languages, one line per intermediate task, shaded confidence band (the
+    intervals of the tables)."""
     return _by_size_panels(gains[gains["status"] == OK], "gain", "ITT gain (F1 points)",
                            zero_line=True)
 
@@ -80,14 +124,12 @@ def _by_size_panels(table: pd.DataFrame, value_column: str, ylabel: str,
             line = line.sort_values("params")
             style = {"linestyle": "--", "color": "0.4"} if itt == NO_ITT else {}
             drawn = axes.plot(line["params"], line[value_column], marker="o", label=itt, **style)
-            axes.fill_between(line["params"], line["ci_low"], line["ci_high"], alpha=0.2,
+            low, high, _ = zip(*map(shown_interval, line.to_dict("records")))
+            axes.fill_between(line["params"], low, high, alpha=0.2,
                               color=drawn[0].get_color(), linewidth=0)
         if zero_line:
             axes.axhline(0.0, color="black", linewidth=0.8)
-        axes.set_xscale("log")
-        axes.set_xticks(sizes["params"], [size_label(s, p) for s, p in
-                                          zip(sizes["size"], sizes["params"])], fontsize=7)
-        axes.minorticks_off()
+        _size_axis(axes, sizes)
         axes.set_title(group_label(scope, group))
         axes.set_ylabel(ylabel)
     for unused in figure.axes[len(panels):]:
@@ -95,6 +137,30 @@ def _by_size_panels(table: pd.DataFrame, value_column: str, ylabel: str,
     if figure.axes[0].get_legend_handles_labels()[0]:
         figure.axes[0].legend(title="ITT", fontsize=7)
     return figure
+
+
+def _error_bar_line(axes, line: pd.DataFrame, value_column: str, dodge: float,
+                    **style) -> None:
+    """A line through the estimates at ``dodge`` times their parameter count, with error
+    bars: filled markers over seeds and test examples, hollow over test examples only."""
+    line = line.sort_values("params")
+    x = line["params"].to_numpy() * dodge
+    (drawn,) = axes.plot(x, line[value_column], **style)
+    color = drawn.get_color()
+    for position, row in zip(x, line.to_dict("records")):
+        low, high, test_set_only = shown_interval(row)
+        value = row[value_column]
+        error = None if math.isnan(low) else [[value - low], [high - value]]
+        axes.errorbar([position], [value], yerr=error, fmt="o", color=color, capsize=3,
+                      markerfacecolor="white" if test_set_only else color)
+
+
+def _size_axis(axes, sizes: pd.DataFrame) -> None:
+    """A log parameter axis labelled with the sizes."""
+    axes.set_xscale("log")
+    axes.set_xticks(sizes["params"], [size_label(s, p) for s, p in
+                                      zip(sizes["size"], sizes["params"])], fontsize=7)
+    axes.minorticks_off()
 
 
 def _figure(n_rows: int, n_columns: int, width: float | None = None,

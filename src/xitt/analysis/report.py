@@ -3,9 +3,11 @@
 ``build_report`` reads the records of one or more results or sweep folders, analyses them
 (``gains.analyse``) and writes, into one folder, the machine-readable tables (CSV), the
 tables for people (``report.md``, LaTeX) and the figures (PNG), and logs the same tables
-and figures to a W&B run when one is given.  ``report.md`` opens with the answer to the
-research question in numbers, one sentence per setting and intermediate task, and lists
-every ITT cell that could not be compared because its no-ITT twin is missing.
+and figures to a W&B run when one is given.  ``report.md`` reads as the answer: its first
+lines are one sentence per setting and intermediate task (the gain per size with its
+interval, whether it is distinguishable from 0, and the trend per tenfold parameters),
+then the figure of the gain per language group against parameters; it lists every ITT
+cell that could not be compared because its no-ITT twin is missing.
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .gains import OK, Analysis, analyse
-from .plots import plot_f1_vs_size, plot_gain_heatmap, plot_gain_vs_size
+from .plots import plot_f1_vs_size, plot_gain_by_group, plot_gain_heatmap, plot_gain_vs_size
 from .records import SETTING_KEYS, load_results
-from .tables import (format_estimate, format_params, interval_matrix, to_latex, to_markdown,
-                     trend_table)
+from .stats import ABOVE_ZERO, BELOW_ZERO, MIN_SEEDS_FOR_CLAIM
+from .tables import (MARKS_TEXT, TEST_SET_ONLY, format_estimate, format_p_value, format_params,
+                     interval_matrix, to_latex, to_markdown, trend_table)
 
 TABLES = ("summary", "scores", "gains", "trends")
+# What an answer keeps of each estimate: its value and the columns the tables read.
+_ESTIMATE_COLUMNS = ["ci_low", "ci_high", "p_value", "verdict", "ci_low_test_set",
+                     "ci_high_test_set", "p_value_test_set", "seed_level_claim", "n_seeds",
+                     "seed_noise"]
 
 
 def build_report(sources: Iterable[str | Path], out_dir: str | Path, wandb_run=None, *,
@@ -41,8 +48,7 @@ def write_report(analysis: Analysis, out_dir: str | Path, wandb_run=None) -> dic
     """Write CSV, Markdown, LaTeX and PNG outputs of ``analysis``; log them to ``wandb_run``.
 
     Returns ``{"out_dir", "files": {name: path}, "n_records", "n_gains",
-    "n_missing_counterparts", "answers": [...]}`` where each answer holds the gain per
-    size (mean over languages) and the slope per decade of parameters, with intervals.
+    "n_missing_counterparts", "answers": [...]}`` (see ``answers``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -92,67 +98,88 @@ def setting_title(setting: dict) -> str:
 
 
 def answers(analysis: Analysis) -> list[dict]:
-    """Per setting and intermediate task: gain per size over all languages, and the slope."""
+    """Per setting and intermediate task: the gain per size over all languages and its
+    slope per decade of parameters, each with intervals, tests and verdict, and the
+    sentence that says them (``"gains"``: one dict per size; ``"slope"``: a dict, or None
+    with fewer than two sizes)."""
     gains = analysis.gains
     overall_gains = gains[(gains["scope"] == "overall") & (gains["status"] == OK)]
     trends = analysis.trends
-    overall_trends = trends[trends["scope"] == "overall"]
+    overall_trends = trends[(trends["scope"] == "overall") & (trends["status"] == OK)]
     result = []
     for setting, rows in by_setting(overall_gains):
         for itt, itt_rows in rows.groupby("itt", sort=True):
-            answer = {**setting, "itt": itt,
-                      "n_languages": int(itt_rows["n_languages"].max()),
-                      "gains": itt_rows.sort_values("params")[
-                          ["size", "params", "gain", "ci_low", "ci_high", "p_value",
-                           "seed_noise"]
-                      ].to_dict("records"),
-                      "slope_per_decade": None, "slope_ci_low": None, "slope_ci_high": None,
-                      "slope_seed_noise": None}
             trend = overall_trends
             for key, value in {**setting, "itt": itt}.items():
                 trend = trend[trend[key] == value]
-            if len(trend):
-                slope = trend.iloc[0]
-                answer.update(slope_per_decade=float(slope.slope_per_decade),
-                              slope_ci_low=float(slope.ci_low), slope_ci_high=float(slope.ci_high),
-                              slope_seed_noise=slope.seed_noise)
+            answer = {**setting, "itt": itt,
+                      "n_languages": int(itt_rows["n_languages"].max()),
+                      "gains": itt_rows.sort_values("params")[
+                          ["size", "params", "gain", *_ESTIMATE_COLUMNS]].to_dict("records"),
+                      "slope": (trend[["slope_per_decade", "sizes", *_ESTIMATE_COLUMNS]]
+                                .to_dict("records")[0] if len(trend) else None)}
             answer["sentence"] = answer_sentence(answer)
             result.append(answer)
     return result
 
 
 def answer_sentence(answer: dict) -> str:
-    """'ITT with mnli changes xnli F1 (...) by +1.2 [0.3, 2.1] at base (278M params) and ...'"""
-    at_sizes = [f"{format_estimate(g['gain'], g['ci_low'], g['ci_high'], g['seed_noise'])} "
-                f"at {g['size']} ({format_params(g['params'])} params)" for g in answer["gains"]]
+    """'ITT with mnli changes xnli F1 (...) by +1.2 [0.3, 2.1] at base (278M params;
+    distinguishable from 0, p = 0.012) and ...; per tenfold parameters the gain changes by
+    -0.4 [-1.6, 0.8] F1 points (not distinguishable from 0, p = 0.48).'"""
+    at_sizes = [f"{format_estimate(g, 'gain')} at {g['size']} ({format_params(g['params'])} "
+                f"params{_verdict_text(g, '; ')})" for g in answer["gains"]]
     by = at_sizes[0] if len(at_sizes) == 1 else ", ".join(at_sizes[:-1]) + " and " + at_sizes[-1]
     languages = answer["n_languages"]
     over = f"mean over {languages} languages" if languages > 1 else "one language"
     sentence = (f"ITT with {answer['itt']} changes {answer['target']} F1 "
                 f"({setting_title(answer)}; {over}) by {by}")
-    if answer["slope_per_decade"] is None:
-        return sentence + "; a slope needs gains at two or more sizes."
-    slope = format_estimate(answer["slope_per_decade"], answer["slope_ci_low"],
-                            answer["slope_ci_high"], answer["slope_seed_noise"])
-    return sentence + f"; slope per decade of parameters: {slope} F1 points."
+    slope = answer["slope"]
+    if slope is None:
+        sentence += "; a trend needs gains at two or more sizes."
+    else:
+        verdict = _verdict_text(slope, " (", ")")
+        sentence += (f"; per tenfold parameters the gain changes by "
+                     f"{format_estimate(slope, 'slope_per_decade')} F1 points{verdict}.")
+    estimates = [*answer["gains"], *([slope] if slope else [])]
+    without_claim = [e for e in estimates if not e["seed_level_claim"]]
+    if without_claim:
+        fewest = min(int(e["n_seeds"]) for e in without_claim)
+        sentence += (f" {TEST_SET_ONLY} With {fewest} seed{'s' if fewest != 1 else ''} no "
+                     f"seed-level claim can be made ({MIN_SEEDS_FOR_CLAIM} or more are needed): "
+                     "these intervals cover the test examples only, for these trained models.")
+    return sentence
+
+
+def _verdict_text(estimate: dict, before: str, after: str = "") -> str:
+    """'; distinguishable from 0, p = 0.012' (with the given brackets), or '' where the
+    estimate supports no seed-level claim."""
+    if not estimate["seed_level_claim"]:
+        return ""
+    distinguishable = estimate["verdict"] in (ABOVE_ZERO, BELOW_ZERO)
+    return (f"{before}{'' if distinguishable else 'not '}distinguishable from 0, "
+            f"{format_p_value(estimate['p_value'])}{after}")
 
 
 def report_markdown(analysis: Analysis, answer_list: list[dict],
                     figures: dict[str, Figure]) -> str:
     level = f"{analysis.level:.0%}"
     records = analysis.summary
+    sentences = ([f"- {answer['sentence']}" for answer in answer_list]
+                 or ["No ITT cell has a no-ITT twin to compare with (see below)."])
     parts = [
         "# ITT gain versus model size\n",
-        f"Sources: {', '.join(f'`{s}`' for s in analysis.results.sources)}. "
-        f"{len(records)} records ({int(records['has_predictions'].sum())} with per-example "
-        f"predictions). Gains are F1 points of the ITT cell minus its no-ITT twin on the same "
-        f"seeds; intervals are {level} over test examples and seeds; `*` marks p < 0.05 in a "
-        "paired test on the same test examples; `†` marks intervals without (some of) the "
-        "seed noise, where only one seed was available (see Method).\n",
-        "## Answer\n",
-        *(f"- {answer['sentence']}" for answer in answer_list),
-        "" if answer_list else "No ITT cell has a no-ITT twin to compare with (see below).",
-        "",
+        "\n".join(sentences) + "\n",
+        *(f"![ITT gain vs parameters by language group]({name})\n" for name in figures
+          if name.startswith("gain_by_group_")),
+        f"Gains are F1 points of the ITT cell minus its no-ITT twin on the same seeds "
+        f"(above: the mean over languages). Intervals are {level} over training seeds and test "
+        f"examples; a gain is distinguishable from 0 where this interval excludes 0, which is "
+        f"where the seed-level test gives p < {1 - analysis.level:.2g}. Marks: {MARKS_TEXT}. "
+        f"Figures: the same intervals as error bars (hollow markers: test examples only). "
+        f"Sources: {', '.join(f'`{s}`' for s in analysis.results.sources)}; {len(records)} "
+        f"records ({int(records['has_predictions'].sum())} with per-example predictions). "
+        "See Method.\n",
     ]
     gains_by_setting = dict(_setting_items(analysis.gains))
     trends_by_setting = dict(_setting_items(analysis.trends))
@@ -204,18 +231,29 @@ def _method_text(analysis: Analysis) -> str:
     return (
         "Macro-F1 is recomputed from the per-example predictions. A gain pairs the ITT and "
         "no-ITT runs of the same seeds (seeds without a twin are listed in gains.csv, "
-        "`unused_seeds`). An interval combines two independent parts in quadrature: "
-        f"test-set noise, from {analysis.n_bootstrap} bootstrap resamples of the test "
-        "examples (the same resamples for every model scored on the same test set, so "
-        "differences are paired), and seed noise, from the between-seed spread of the "
-        "estimate computed seed by seed, with a Student-t quantile (a bootstrap over a few "
-        "seeds would understate it; with two seeds the t quantile is 12.7, so intervals are "
-        "wide). Where seeds do not line up, the seed noise of independent models is added; "
-        "an input with a single seed has no known seed noise (`†`). The p-value is the "
-        "paired bootstrap test on the test examples: it asks whether test-set noise alone "
-        "explains the difference between these trained models. Trends are least-squares "
-        "slopes of the gain on log10(parameters), in F1 points per tenfold increase; group "
-        "and overall values are means over the languages that have them. Language groups: "
+        "`unused_seeds`). The question is whether ITT changes F1 over training randomness "
+        "and the test sample, so an interval adds two independent parts in quadrature. Seed "
+        "noise: the spread of the per-seed estimate (for a gain, the per-seed paired "
+        "differences) with a Student-t quantile (a bootstrap over a few seeds would "
+        "understate it). Test-set noise: from "
+        f"{analysis.n_bootstrap} bootstrap resamples of the test examples, the same for "
+        "every model scored on the same test set (so differences are paired), of which only "
+        "the part shared by all seeds is added: the covariance of two seeds' replicates. "
+        "Each seed's own part (its models' idiosyncratic errors on these examples) already "
+        "varies between seeds and is in the seed noise. The p-value is the dual of this "
+        "interval (the 1 - level at which it just reaches 0), so a gain is marked exactly "
+        "where its interval excludes 0. With fewer than "
+        f"{MIN_SEEDS_FOR_CLAIM} seeds the seed noise rests on one degree of freedom or none "
+        "(with two seeds the t quantile is 12.7): no seed-level claim is made and the "
+        "tables show the interval over test examples only (`†`), which speaks of these "
+        "trained models. gains.csv keeps every number: `ci_low`, `ci_high` and `p_value` "
+        "over seeds and test examples (wherever two seeds allow them), `verdict` (whether "
+        "they support a claim and where 0 lies), and `ci_low_test_set`, `ci_high_test_set` "
+        "and `p_value_test_set`, the paired bootstrap test on the test examples. Where "
+        "seeds do not line up, the seed noise of independent models is added (Welch-"
+        "Satterthwaite). Trends are least-squares slopes of the gain on log10(parameters), "
+        "in F1 points per tenfold increase, with the same intervals and tests; group and "
+        "overall values are means over the languages that have them. Language groups: "
         "resource level and script from `xitt.analysis.languages` (unknown codes: 'other').\n"
     )
 
@@ -233,6 +271,7 @@ def _figures(analysis: Analysis) -> Iterator[tuple[str, Figure]]:
         found = gains_by_setting.get(key, analysis.gains.iloc[:0])
         found = found[found["status"] == OK]
         if len(found):
+            yield f"gain_by_group_{slug}.png", plot_gain_by_group(found)
             yield f"gain_vs_size_{slug}.png", plot_gain_vs_size(found)
         for itt in sorted(found["itt"].unique()):
             yield _heatmap_name(key, itt), plot_gain_heatmap(gains_by_setting[key], itt)
@@ -246,10 +285,11 @@ def _f1_matrix(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def _latex_tables(analysis: Analysis) -> dict[str, str]:
+    marks = (f"{analysis.level:.0%} intervals over seeds and test examples; * the interval "
+             f"excludes 0; {TEST_SET_ONLY} fewer than {MIN_SEEDS_FOR_CLAIM} seeds: interval over "
+             "test examples only")
     gains = [to_latex(interval_matrix(rows, "gain", mark_significant=True),
-                      f"ITT gain with {itt} in F1 points ({setting_title(setting)}); "
-                      "* p < 0.05 in the paired test on the test examples; "
-                      "† interval without (some of) the seed noise",
+                      f"ITT gain with {itt} in F1 points ({setting_title(setting)}); {marks}",
                       f"tab:gain-{_slug((*setting.values(), itt))}")
              for setting, setting_rows in by_setting(analysis.gains)
              for itt, rows in setting_rows.groupby("itt", sort=True)]
@@ -257,7 +297,7 @@ def _latex_tables(analysis: Analysis) -> dict[str, str]:
                        f"tab:f1-{_slug(setting.values())}")
               for setting, rows in by_setting(analysis.scores)]
     trends = [to_latex(trend_table(rows), "Slope of the ITT gain in F1 points per tenfold "
-                       f"parameters ({setting_title(setting)})",
+                       f"parameters ({setting_title(setting)}); {marks}",
                        f"tab:trend-{_slug(setting.values())}")
               for setting, rows in by_setting(analysis.trends)]
     return {"gains.tex": "\n".join(gains), "scores.tex": "\n".join(scores),

@@ -1,29 +1,41 @@
 """Uncertainty of F1 scores and F1 differences from a few seeds and one finite test set.
 
-An ITT gain is a difference of macro-F1 scores of models trained with a handful of random
-seeds and evaluated on one test set.  Both are sources of noise, and they behave
-differently, so this module treats them separately and adds them at the end:
+The question a gain answers is whether ITT changes F1 for a model size *over training
+randomness* (other seeds train other models) *and the test sample* (the test set is one
+sample of the language's examples).  Both are sources of noise; this module estimates
+them separately and adds them at the end:
 
-* **Test examples.**  The test set is one sample of the language's examples.  Its noise is
-  estimated by a bootstrap over examples, with macro-F1 recomputed from the predictions
-  of each resample.  Every model scored on the same test set is resampled with the *same*
-  index matrix, so differences between two models are paired (the same hard examples are
-  drawn for both), and sums over sizes keep the correlation of a shared test set.  Each
-  example's (gold, predicted) pair is one cell of the confusion matrix, so the confusion
-  matrices of thousands of resamples come from one matrix product of draw counts.
+* **Test examples.**  Macro-F1 is recomputed on bootstrap resamples of the examples.
+  Every model scored on the same test set is resampled with the *same* index matrix, so
+  differences between two models are paired (the same hard examples are drawn for both),
+  and sums over sizes keep the correlation of a shared test set.  Each example's (gold,
+  predicted) pair is one cell of the confusion matrix, so the confusion matrices of
+  thousands of resamples come from one matrix product of draw counts.
 * **Seeds.**  A grid affords 2-5 seeds.  A bootstrap over so few seeds understates the
   spread (the variance of its mean is (k-1)/k of the unbiased one and it takes only a few
-  distinct values), so the seed part of an interval uses the between-seed variance with a
-  Student-t quantile.  It is computed from the quantity of interest evaluated seed by
-  seed (``Estimate.per_seed``), so averages over languages keep the correlation of one
-  zero-shot model that scores all languages.
-* The two parts are independent (seed noise given the test set, test-set noise given the
-  models), so their half-widths add in quadrature.  Where a per-seed difference also
-  carries example noise that is not shared between seeds, that noise is counted in both
-  parts, which errs on the wide side.
-
-The significance test is the paired bootstrap test on the same replicates: how often does
-test-set noise alone move the difference as far as it is from zero?
+  distinct values), so the seed part uses the between-seed variance of the estimate
+  computed seed by seed (``Estimate.per_seed``: for a gain, the per-seed paired
+  differences) with a Student-t quantile.  Computing it seed by seed keeps the
+  correlation of one zero-shot model that scores all languages.
+* **Adding them without counting twice.**  A per-seed estimate misses the truth by a part
+  that all seeds share (which examples happen to be in the test set) and a part of its
+  own (its seed's models, including their idiosyncratic errors on these very examples).
+  The between-seed spread already holds every part of the second kind, so the test-set
+  part added to it is the shared one only: the covariance, between seeds, of their
+  replicates on the same resamples.  (Adding each seed's whole bootstrap variance counts
+  the idiosyncratic errors twice: in simulation it overstated the variance by a quarter.)
+* **Interval and test.**  The half-widths of the two parts (t quantile for seeds, normal
+  quantile for the test set) add in quadrature.  The p-value is the dual of that interval:
+  the 1 - level at which it just reaches 0, so p < 1 - level exactly where the interval
+  excludes 0, and a gain is never marked while its interval crosses 0.  In simulation
+  (``tests/test_significance.py``) the false-positive rate at 0.05 is 0.039 where seed
+  noise dominates and 0.027 where test-set noise does (quadrature errs on the safe side);
+  a test on one part alone reaches 0.33 (test set) or 0.17 (seeds) where the other
+  dominates.
+* **Fewer than three seeds.**  The between-seed variance of two seeds has one degree of
+  freedom (t quantile 12.7), so no seed-level claim is made (``Estimate.verdict``); what
+  remains is the test-set interval and the paired bootstrap test over test examples
+  (``test_set_interval``, ``p_value_test_set``), which speak of these trained models only.
 """
 
 from __future__ import annotations
@@ -35,34 +47,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import optimize
 from scipy import stats as scipy_stats
+
+from xitt.metrics.classification import macro_f1, macro_f1_from_confusion
 
 # Bound on the size of the arrays of one chunk of resamples (entries).
 _MAX_CHUNK_ELEMENTS = 4_000_000
-
-
-def macro_f1_from_confusion(confusion: np.ndarray) -> np.ndarray:
-    """Macro-F1 (0-100) of confusion matrices shaped (..., K, K): rows gold, columns predicted.
-
-    Averages over the classes that occur as gold label or as prediction (scikit-learn's
-    default), so a class that a small resample happens to miss is neither scored 0 nor
-    divided by zero.
-    """
-    true_positives = np.diagonal(confusion, axis1=-2, axis2=-1)
-    # 2 TP + FP + FN = (number of gold labels of the class) + (number of predictions of it)
-    denominator = confusion.sum(axis=-1) + confusion.sum(axis=-2)
-    present = denominator > 0
-    per_class = np.divide(
-        2.0 * true_positives, denominator, out=np.zeros(denominator.shape), where=present
-    )
-    return 100.0 * per_class.sum(axis=-1) / np.maximum(present.sum(axis=-1), 1)
-
-
-def macro_f1(gold: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
-    """Macro-F1 (0-100) of one system on one test set."""
-    cells = np.asarray(gold) * n_classes + np.asarray(pred)
-    confusion = np.bincount(cells, minlength=n_classes * n_classes)
-    return float(macro_f1_from_confusion(confusion.reshape(n_classes, n_classes)))
 
 
 def resample_indices(n_examples: int, n_resamples: int,
@@ -126,6 +117,13 @@ def stable_rng(seed: int, *labels: str) -> np.random.Generator:
 
 
 FULL, PARTIAL, NONE = "full", "partial", "none"  # how much of the seed noise is known
+# A between-seed variance from two seeds has one degree of freedom: not a basis for a claim.
+MIN_SEEDS_FOR_CLAIM = 3
+# What an estimate says about zero (``Estimate.verdict``).
+ABOVE_ZERO, BELOW_ZERO, INCLUDES_ZERO = "above_zero", "below_zero", "includes_zero"
+TOO_FEW_SEEDS = "too_few_seeds"
+# p-values are found by root finding on the level; smaller ones are reported as this bound.
+SMALLEST_P_VALUE = 1e-12
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,26 +131,33 @@ class Estimate:
     """A point estimate with the two sources of its uncertainty kept apart.
 
     ``example_replicates``: the estimate recomputed on each bootstrap resample of the test
-    examples (models fixed).  ``per_seed``: the estimate computed from each seed's models
-    alone, when the design is seed-matched; its spread gives the seed noise.  Where the
-    seeds do not line up, ``seed_variance`` and ``seed_dof`` carry that noise instead, and
-    ``seed_noise_complete`` is False when some input had a single seed, so that its seed
-    noise is unknown and missing from ``seed_variance``.  ``examples_resampled`` is False
-    when some input had no per-example predictions, so the replicates hold no test-set
-    noise for it.
+    examples (models fixed).  ``per_seed`` and ``seed_replicates`` (same seeds): the
+    estimate and its replicates computed from each seed's models alone, when the design is
+    seed-matched; their spread gives the seed noise and their covariance between seeds the
+    shared test-set noise.
+    Where the seeds do not line up (``combine`` of inputs without two common seeds) these
+    are empty and ``seed_variance``, ``seed_dof``, ``test_variance_unmatched`` and
+    ``fewest_seeds`` carry the noise instead; ``seed_noise_complete`` is False when some
+    input had a single seed, so that its seed noise is unknown and missing.
+    ``examples_resampled`` is False when some input had no per-example predictions, so
+    the replicates hold no test-set noise for it.
     """
 
     value: float
     example_replicates: np.ndarray
     per_seed: Mapping[int, float] = field(default_factory=dict)
+    seed_replicates: Mapping[int, np.ndarray] = field(default_factory=dict)
     examples_resampled: bool = True
     seed_variance: float = math.nan
     seed_dof: float = math.nan
     seed_noise_complete: bool = True
+    test_variance_unmatched: float = math.nan
+    fewest_seeds: int = 1
 
     @property
     def n_seeds(self) -> int:
-        return len(self.per_seed)
+        """Seeds behind the estimate (unmatched inputs: the fewest behind any of them)."""
+        return len(self.per_seed) or self.fewest_seeds
 
     def seed_noise(self) -> tuple[float, float]:
         """Variance of ``value`` due to seeds and its degrees of freedom (nan: unknown)."""
@@ -169,24 +174,87 @@ class Estimate:
             return NONE
         return FULL if len(self.per_seed) >= 2 or self.seed_noise_complete else PARTIAL
 
+    @functools.cached_property
+    def test_variance(self) -> float:
+        """Variance of ``value`` due to the test sample that the seed noise does not hold.
+
+        With per-seed replicates: their mean covariance between two different seeds, the
+        part of the test-set noise that all seeds share.  Without a known seed noise: the
+        whole bootstrap variance (nothing of it is counted elsewhere).
+        """
+        if not math.isnan(self.test_variance_unmatched):
+            return self.test_variance_unmatched
+        if self.seed_noise_known == NONE or len(self.seed_replicates) < 2:
+            return float(np.var(self.example_replicates, ddof=1))
+        covariance = np.cov(np.stack(list(self.seed_replicates.values())))
+        k = len(covariance)
+        between_seeds = (covariance.sum() - np.trace(covariance)) / (k * (k - 1))
+        return max(float(between_seeds), 0.0)  # a shared variance cannot be negative
+
+    @property
+    def own_test_variance(self) -> float:
+        """The part of the bootstrap variance that the seed noise already holds."""
+        if self.seed_noise_known == NONE:
+            return 0.0
+        return max(float(np.var(self.example_replicates, ddof=1)) - self.test_variance, 0.0)
+
     def interval(self, level: float = 0.95) -> tuple[float, float]:
-        """Confidence interval over test examples and seeds (examples only if one seed)."""
-        tail = (1.0 - level) / 2.0
-        low_q, high_q = np.quantile(self.example_replicates, [tail, 1.0 - tail])
-        below = max(self.value - low_q, 0.0)
-        above = max(high_q - self.value, 0.0)
+        """Confidence interval over seeds and test examples (nan if the seed noise is unknown)."""
         variance, dof = self.seed_noise()
-        seed_half_width = 0.0
-        if not math.isnan(variance) and variance > 0:
-            seed_half_width = _t_quantile(1.0 - tail, dof) * math.sqrt(variance)
-        return (self.value - math.hypot(below, seed_half_width),
-                self.value + math.hypot(above, seed_half_width))
+        if math.isnan(variance):
+            return math.nan, math.nan
+        half_width = _half_width(1.0 - level, math.sqrt(variance), dof,
+                                 math.sqrt(self.test_variance))
+        return self.value - half_width, self.value + half_width
 
     def p_value(self) -> float:
+        """Two-sided test of ``value == 0`` over seeds and test examples, dual to ``interval``.
+
+        The 1 - level at which the interval just reaches 0: p < 1 - level exactly where
+        ``interval(level)`` excludes 0.  nan where the seed noise is unknown.
+        """
+        variance, dof = self.seed_noise()
+        if math.isnan(variance):
+            return math.nan
+        if self.value == 0:
+            return 1.0
+        seed_sd, test_sd = math.sqrt(variance), math.sqrt(self.test_variance)
+
+        def reach(alpha: float) -> float:  # > 0 while the (1 - alpha) interval holds 0
+            return _half_width(alpha, seed_sd, dof, test_sd) - abs(self.value)
+
+        if reach(SMALLEST_P_VALUE) <= 0:
+            return SMALLEST_P_VALUE
+        return float(optimize.brentq(reach, SMALLEST_P_VALUE, 1.0))
+
+    @property
+    def supports_seed_claim(self) -> bool:
+        """Whether the seed noise is known from enough seeds to claim anything beyond
+        these trained models."""
+        return self.n_seeds >= MIN_SEEDS_FOR_CLAIM and self.seed_noise_known == FULL
+
+    def verdict(self, level: float = 0.95) -> str:
+        """Where 0 lies relative to ``interval(level)``, or ``too_few_seeds``."""
+        if not self.supports_seed_claim:
+            return TOO_FEW_SEEDS
+        low, high = self.interval(level)
+        return ABOVE_ZERO if low > 0 else BELOW_ZERO if high < 0 else INCLUDES_ZERO
+
+    def test_set_interval(self, level: float = 0.95) -> tuple[float, float]:
+        """Interval over test examples only, for these trained models; dual to
+        ``p_value_test_set`` (symmetric about the estimate).  nan without predictions."""
+        if not self.examples_resampled:
+            return math.nan, math.nan
+        half_width = float(np.quantile(np.abs(self.example_replicates - self.value), level))
+        return self.value - half_width, self.value + half_width
+
+    def p_value_test_set(self) -> float:
         """Two-sided paired bootstrap test of ``value == 0`` on the test examples.
 
-        The share of resamples whose deviation from the estimate is at least as large as
-        the estimate itself (the shifted null distribution); nan without predictions.
+        It asks whether test-set noise alone explains the difference between *these*
+        trained models: the share of resamples whose deviation from the estimate is at
+        least as large as the estimate itself (the shifted null distribution).  nan
+        without predictions.
         """
         if not self.examples_resampled:
             return math.nan
@@ -195,9 +263,19 @@ class Estimate:
         return (1 + extreme) / (len(self.example_replicates) + 1)
 
 
+def _half_width(alpha: float, seed_sd: float, seed_dof: float, test_sd: float) -> float:
+    """Half-width of the (1 - alpha) interval: each part's quantile times its standard
+    deviation, added in quadrature."""
+    seed_part = _t_upper_quantile(alpha / 2, seed_dof) * seed_sd if seed_sd > 0 else 0.0
+    test_part = _t_upper_quantile(alpha / 2, math.inf) * test_sd if test_sd > 0 else 0.0
+    return math.hypot(seed_part, test_part)
+
+
 @functools.lru_cache(maxsize=256)
-def _t_quantile(probability: float, dof: float) -> float:
-    return float(scipy_stats.t.ppf(probability, dof))
+def _t_upper_quantile(tail: float, dof: float) -> float:
+    """The t quantile with ``tail`` above it (normal for infinite dof); isf keeps tiny
+    tails exact."""
+    return float(scipy_stats.t.isf(tail, dof))
 
 
 def pool_seeds(per_seed: Mapping[int, Estimate]) -> Estimate:
@@ -207,6 +285,7 @@ def pool_seeds(per_seed: Mapping[int, Estimate]) -> Estimate:
         value=float(np.mean([e.value for e in estimates])),
         example_replicates=np.mean([e.example_replicates for e in estimates], axis=0),
         per_seed={seed: e.value for seed, e in per_seed.items()},
+        seed_replicates={seed: e.example_replicates for seed, e in per_seed.items()},
         examples_resampled=all(e.examples_resampled for e in estimates),
     )
 
@@ -214,26 +293,36 @@ def pool_seeds(per_seed: Mapping[int, Estimate]) -> Estimate:
 def combine(estimates: Sequence[Estimate], weights: Sequence[float]) -> Estimate:
     """The linear combination ``sum(w * e)``: a difference, a mean over languages, a slope.
 
-    Seed noise comes from the combination evaluated seed by seed where at least two seeds
-    are common to all inputs; otherwise the inputs' seed noises are taken as independent
-    and added, with Welch-Satterthwaite degrees of freedom; inputs with an unknown seed
-    noise (one seed) add nothing and make the result's seed noise "partial".
+    Where at least two seeds are common to all inputs, the combination is computed seed
+    by seed (values and replicates), which keeps every correlation between the inputs.
+    Otherwise the inputs' seed noises are taken as independent and added, with
+    Welch-Satterthwaite degrees of freedom (inputs with an unknown seed noise, one seed,
+    add nothing and make the result's seed noise "partial"); and the test-set noise is
+    the bootstrap variance of the combination less the inputs' own parts, which their
+    (now added) seed variances hold.
     """
     weights = np.asarray(weights, dtype=float)
     value = float(sum(w * e.value for w, e in zip(weights, estimates)))
     replicates = np.sum([w * e.example_replicates for w, e in zip(weights, estimates)], axis=0)
     examples_resampled = all(e.examples_resampled for e in estimates)
-    common_seeds = set.intersection(*(set(e.per_seed) for e in estimates))
+    common_seeds = sorted(set.intersection(*(set(e.per_seed) for e in estimates)))
     if len(common_seeds) >= 2:
         per_seed = {seed: float(sum(w * e.per_seed[seed] for w, e in zip(weights, estimates)))
-                    for seed in sorted(common_seeds)}
-        return Estimate(value, replicates, per_seed, examples_resampled)
+                    for seed in common_seeds}
+        seed_replicates = {
+            seed: np.sum([w * e.seed_replicates[seed] for w, e in zip(weights, estimates)], axis=0)
+            for seed in common_seeds}
+        return Estimate(value, replicates, per_seed, seed_replicates, examples_resampled)
     noises = [(w * w * variance, dof)
               for w, (variance, dof) in zip(weights, (e.seed_noise() for e in estimates))]
     known = [(variance, dof) for variance, dof in noises if not math.isnan(variance)]
     variance, dof = _welch_satterthwaite(known) if known else (math.nan, math.nan)
-    complete = all(e.seed_noise_known == FULL for e in estimates)
-    return Estimate(value, replicates, {}, examples_resampled, variance, dof, complete)
+    own = sum(w * w * e.own_test_variance for w, e in zip(weights, estimates))
+    test_variance = max(float(np.var(replicates, ddof=1)) - own, 0.0)
+    return Estimate(value, replicates, {}, {}, examples_resampled, variance, dof,
+                    seed_noise_complete=all(e.seed_noise_known == FULL for e in estimates),
+                    test_variance_unmatched=test_variance,
+                    fewest_seeds=min(e.n_seeds for e in estimates))
 
 
 def _welch_satterthwaite(terms: Sequence[tuple[float, float]]) -> tuple[float, float]:

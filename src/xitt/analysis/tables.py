@@ -1,23 +1,27 @@
 """The analysis tables formatted for reading: Markdown for report.md, LaTeX for papers.
 
-The CSV files keep every number; these tables put one estimate and its interval in each
-cell ("+1.2 [-0.3, 2.7]"), languages in rows and model sizes (by parameter count) in
-columns, which is the shape in which the answer is read.  They are rendered by hand
-because pandas' ``to_markdown`` needs ``tabulate`` and ``to_latex`` needs ``jinja2``,
-neither of which the project depends on, and a table of strings needs only a few lines.
+The CSV files keep every number; these tables put one estimate and the interval a reader
+should see in each cell ("+1.2 [-0.3, 2.7]"), languages in rows and model sizes (by
+parameter count) in columns, which is the shape in which the answer is read.  pandas
+renders them (``DataFrame.to_markdown`` through tabulate, ``Styler.to_latex`` through
+jinja2).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import pandas as pd
 
 from .gains import OK
-from .stats import FULL
+from .stats import ABOVE_ZERO, BELOW_ZERO, MIN_SEEDS_FOR_CLAIM
 
-SIGNIFICANCE_THRESHOLD = 0.05
-WITHOUT_SEED_NOISE = "†"  # marks intervals that lack (some of) the seed noise
+DISTINGUISHABLE = "*"  # the interval over seeds and test examples excludes 0
+TEST_SET_ONLY = "†"  # the interval covers test examples only: too few seeds for a claim
+MARKS_TEXT = (f"`{DISTINGUISHABLE}` the interval over seeds and test examples excludes 0; "
+              f"`{TEST_SET_ONLY}` fewer than {MIN_SEEDS_FOR_CLAIM} seeds, so no seed-level "
+              "claim: the interval covers the test examples only, for these trained models")
 _SCOPE_TITLES = {"resource": "resource", "script": "script", "overall": "all languages"}
 
 
@@ -33,21 +37,42 @@ def size_label(size: str, params: float) -> str:
     return f"{size} ({format_params(params)})"
 
 
-def format_estimate(value: float, low: float, high: float, seed_noise: str = FULL,
-                    signed: bool = True) -> str:
-    """'+1.2 [-0.3, 2.7]' (one decimal, as F1 points are reported), marked '†' when the
-    interval lacks (some of) the seed noise."""
-    if math.isnan(value):
+def shown_interval(row: Mapping) -> tuple[float, float, bool]:
+    """The interval a reader is shown, and whether it covers test examples only.
+
+    Over seeds and test examples where the estimate supports a seed-level claim; else the
+    interval over test examples, for these trained models, rather than a seed interval
+    that few seeds make too wide to read (two seeds: 12.7 standard errors).
+    """
+    if row["seed_level_claim"]:
+        return row["ci_low"], row["ci_high"], False
+    return row["ci_low_test_set"], row["ci_high_test_set"], True
+
+
+def format_estimate(row: Mapping, value_column: str, signed: bool = True,
+                    mark: bool = False) -> str:
+    """'+1.2 [0.3, 2.1]' (one decimal, as F1 points are reported) with the interval of
+    ``shown_interval``, marked '†' when it covers test examples only and, with ``mark``,
+    '*' when the estimate is distinguishable from 0."""
+    value = row[value_column]
+    if pd.isna(value):
         return "n/a"
-    sign = "+" if signed else ""
-    text = f"{value:{sign}.1f} [{low:.1f}, {high:.1f}]"
-    return text if seed_noise == FULL else f"{text} {WITHOUT_SEED_NOISE}"
+    low, high, test_set_only = shown_interval(row)
+    text = f"{value:{'+' if signed else ''}.1f}"
+    if not math.isnan(low):  # nan: no predictions, so no test-set interval
+        text += f" [{low:.1f}, {high:.1f}]"
+    if test_set_only:
+        text += f" {TEST_SET_ONLY}"
+    if mark and row.get("verdict") in (ABOVE_ZERO, BELOW_ZERO):
+        text += f" {DISTINGUISHABLE}"
+    return text
 
 
 def format_p_value(p_value: float) -> str:
+    """'p = 0.012', 'p < 0.001' or 'p n/a'."""
     if math.isnan(p_value):
-        return "n/a"
-    return "<0.001" if p_value < 0.001 else f"{p_value:.3f}"
+        return "p n/a"
+    return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"
 
 
 def group_label(scope: str, group: str) -> str:
@@ -64,24 +89,20 @@ def interval_matrix(table: pd.DataFrame, value_column: str, row_keys: tuple[str,
     """Estimates with intervals, one row per language or group (and ``row_keys``), one
     column per model size.
 
-    With ``mark_significant``, '*' marks estimates whose paired test gives p < 0.05; '†'
-    marks intervals without (some of) the seed noise, where only one seed was available.
-    Rows without an estimate (e.g. a missing counterpart) read 'missing'.
+    With ``mark_significant``, '*' marks estimates whose interval over seeds and test
+    examples excludes 0; '†' marks intervals over test examples only (see
+    ``shown_interval``).  Rows without an estimate (e.g. a missing counterpart) read
+    'missing'.
     """
     table = table.sort_values("params", kind="stable")
     size_columns = list(dict.fromkeys(size_label(s, p) for s, p in zip(table["size"],
                                                                        table["params"])))
     cells: dict[tuple, dict[str, str]] = {}
-    for row in table.itertuples(index=False):
-        label = (group_label(row.scope, row.group), *(getattr(row, k) for k in row_keys))
-        value = getattr(row, value_column)
-        if pd.isna(value):
-            text = "missing"
-        else:
-            text = format_estimate(value, row.ci_low, row.ci_high, row.seed_noise, signed)
-        if mark_significant and not pd.isna(value) and row.p_value < SIGNIFICANCE_THRESHOLD:
-            text += " *"
-        cells.setdefault(label, {})[size_label(row.size, row.params)] = text
+    for row in table.to_dict("records"):
+        label = (group_label(row["scope"], row["group"]), *(row[k] for k in row_keys))
+        text = ("missing" if pd.isna(row[value_column])
+                else format_estimate(row, value_column, signed, mark_significant))
+        cells.setdefault(label, {})[size_label(row["size"], row["params"])] = text
     index = pd.MultiIndex.from_tuples(list(cells), names=["language", *row_keys])
     matrix = pd.DataFrame(list(cells.values()), index=index, columns=size_columns)
     return matrix.fillna("").reset_index()
@@ -89,31 +110,31 @@ def interval_matrix(table: pd.DataFrame, value_column: str, row_keys: tuple[str,
 
 def trend_table(trends: pd.DataFrame) -> pd.DataFrame:
     """Slope per tenfold increase of parameters, per language and group, as text."""
+    rows = trends.to_dict("records")
     return pd.DataFrame({
         "itt": trends["itt"],
         "language": [group_label(s, g) for s, g in zip(trends["scope"], trends["group"])],
         "sizes": trends["sizes"],
         "slope per decade [CI]": [
-            format_estimate(row.slope_per_decade, row.ci_low, row.ci_high, row.seed_noise)
-            if row.status == OK else row.status.replace("_", " ")
-            for row in trends.itertuples(index=False)],
+            format_estimate(row, "slope_per_decade", mark=True) if row["status"] == OK
+            else row["status"].replace("_", " ") for row in rows],
     })
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    def cell(value) -> str:
+    """A Markdown (pipe) table of the cells as text.  tabulate leaves '|' as it is, which
+    would split a cell (a path, say), so it is escaped first."""
+    def escape(value) -> str:
         return str(value).replace("|", "\\|")
 
-    lines = ["| " + " | ".join(cell(c) for c in table.columns) + " |",
-             "|" + "|".join("---" for _ in table.columns) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
-              for row in table.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
+    text = table.map(escape).rename(columns=escape)
+    return text.to_markdown(index=False, disable_numparse=True) + "\n"
 
 
+# pandas escapes the cells and headers of a LaTeX table, but not its caption.
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                  "^": r"\textasciicircum{}", WITHOUT_SEED_NOISE: r"\dag{}"}
+                  "^": r"\textasciicircum{}", TEST_SET_ONLY: r"\dag{}"}
 
 
 def latex_escape(text: object) -> str:
@@ -122,11 +143,8 @@ def latex_escape(text: object) -> str:
 
 def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
     """A booktabs table environment (needs \\usepackage{booktabs})."""
-    lines = [r"\begin{table}[t]", r"\centering", r"\small",
-             r"\begin{tabular}{" + "l" * len(table.columns) + "}", r"\toprule",
-             " & ".join(latex_escape(c) for c in table.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(latex_escape(v) for v in row) + r" \\"
-              for row in table.itertuples(index=False)]
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{latex_escape(caption)}}}",
-              rf"\label{{{label}}}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+    styler = (table.astype(str).style.hide(axis="index")
+              .format(escape="latex").format_index(escape="latex", axis=1))
+    latex = styler.to_latex(caption=latex_escape(caption), label=label, position="t",
+                            position_float="centering", hrules=True, environment="table")
+    return latex.replace(TEST_SET_ONLY, r"\dag{}")  # a dagger that needs no Unicode setup
