@@ -14,8 +14,11 @@ from xitt.core.store import ArtifactStore
 # The demo cell, shortened, and without dropout: training is then deterministic given the
 # data order, which DDP keeps (each rank takes its slice of the single-process batches), so
 # both runs must reach the same model up to floating-point summation order.
+# No dropout, and full precision: bfloat16 rounds the two processes' different summation
+# orders differently, which five epochs amplify beyond what the comparison tolerates.
 DETERMINISTIC = ["itt.hparams.epochs=1", "target.hparams.epochs=5", "itt.hparams.dropout=0",
-                 "target.hparams.dropout=0", "+itt.hparams.encoder_dropout=0", "+target.hparams.encoder_dropout=0"]
+                 "target.hparams.dropout=0", "+itt.hparams.encoder_dropout=0", "+target.hparams.encoder_dropout=0",
+                 "trainer.precision=32-true"]
 
 
 def records(root: Path) -> dict[str, dict]:

@@ -114,9 +114,9 @@ def test_unknown_group_choice_lists_the_options():
 
 
 def test_family_size_shorthands_equal_family_plus_size():
-    shorthand, explicit = compose("model=xlmr_large"), compose("model=xlmr", "size=large")
-    assert shorthand.model == explicit.model and shorthand.size == explicit.size
-    assert Cell.from_config(shorthand).model["name_or_path"] == "FacebookAI/xlm-roberta-large"
+    shorthand, explicit = Cell.from_config(compose("model=xlmr_large")), Cell.from_config(compose("model=xlmr", "size=large"))
+    assert shorthand.model == explicit.model and shorthand.cell_key == explicit.cell_key
+    assert shorthand.model["name_or_path"] == "FacebookAI/xlm-roberta-large"
     assert Cell.from_config(compose("model=tiny_m")).model["hidden_size"] == 128
 
 

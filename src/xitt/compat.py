@@ -5,10 +5,13 @@ pytorch-lightning 2.6 and hydra-core 1.3 (the ranges in pyproject.toml); when on
 changes, this module is the one to update.
 """
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from xitt import XittError
+
+log = logging.getLogger(__name__)
 
 
 # -- Lightning ---------------------------------------------------------------------------
@@ -42,6 +45,8 @@ def start_ranks(trainer: Any, multirun: bool) -> Any:
             f"process per cell (`trainer=cpu` / `trainer=gpu`)."
         )
     strategy.launcher.launch(strategy.setup_environment)
+    log.info("Rank %d of %d joined the job's process group (%s).", strategy.global_rank, strategy.world_size,
+             type(strategy.cluster_environment).__name__)
     return strategy
 
 

@@ -8,14 +8,11 @@ import re
 
 from omegaconf import DictConfig, OmegaConf
 
-from xitt.core.jobs import uses_gpu
+from xitt.core.jobs import cpu_precision, uses_gpu
 
 # Overrides that choose how a grid runs, not which cells it has: kept out of sweep names.
 MACHINERY = ("launcher", "logger", "hydra", "paths")
 SWEEP_ENV = "XITT_SWEEP_NAME"
-# The trainer's precision is part of every artifact key, but the `trainer` group is
-# machinery in folder names: job folders name it whenever it is not full precision.
-FULL_PRECISION = "32-true"
 
 
 def safe_name(text: str, limit: int = 120) -> str:
@@ -34,11 +31,12 @@ def sweep_name(overrides: list[str]) -> str:
 
 
 def job_dirname(override_dirname: str, precision: str) -> str:
-    """A job's folder in a sweep: its overrides, plus the precision when it is not full
-    (a `trainer.precision=32-true,bf16-mixed` sweep has two cells with the same overrides
-    otherwise, since trainer settings stay out of the overrides' part)."""
+    """A job's folder: its overrides, plus the precision when it is not this machine's
+    default (`trainer=cpu`'s). The precision is part of every artifact key, but the
+    `trainer` group stays out of the overrides' part of the name as machinery, so a
+    `trainer=cpu,gpu` sweep would otherwise put two different cells in one folder."""
     name = str(override_dirname)
-    if str(precision) != FULL_PRECISION and "precision=" not in name:
+    if str(precision) != cpu_precision() and "precision=" not in name:
         name = f"{name},precision={precision}" if name else f"precision={precision}"
     return safe_name(name)
 
@@ -59,3 +57,4 @@ OmegaConf.register_new_resolver("xitt_job_dirname", job_dirname, replace=True)
 OmegaConf.register_new_resolver(
     "xitt_gpus_per_node", lambda accelerator, devices: devices if uses_gpu({"accelerator": accelerator}) else None,
     replace=True)
+OmegaConf.register_new_resolver("xitt_cpu_precision", cpu_precision, replace=True)

@@ -19,17 +19,27 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Sampler
-from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from xitt.data.tasks import load_split
 from xitt.core.keys import content_key
+from xitt.data.f1_features import qa_features, tag_features
+from xitt.data.tasks import load_split, task_type
 
 log = logging.getLogger(__name__)
-MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "label", "row")
+# What the model sees of a row (the others, kept in the cache, are for scoring): inputs,
+# the targets of each task type (class, per-token labels, answer span) and the row number.
+MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "label", "labels", "start_positions",
+                 "end_positions", "row")
+# Kept beside the model columns for scoring: the example id, a tagged sentence's gold tags
+# and where its words start, a QA window's question id, context, gold answers and the
+# context characters of its tokens.
+SCORING_COLUMNS = ("id", "tags", "word_positions", "context", "answers", "offsets")
+NO_OFFSET = [-1, -1]  # question, special and padding tokens of a QA window
 
 
 class TaskDataModule(pl.LightningDataModule):
@@ -46,23 +56,67 @@ class TaskDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.max_length = max_length
         self.num_workers = num_workers
-        self.collate = DataCollatorWithPadding(tokenizer)
-        self.test_ids: dict[str, list[str]] = {}
+        self.type = task_type(task)
+        # Per-token labels are padded with -100 (ignored by the loss); other batches only
+        # need their inputs padded.
+        self.collate = (DataCollatorForTokenClassification(tokenizer) if self.type == "tagging"
+                        else DataCollatorWithPadding(tokenizer))
+        # Each evaluation language's prepared test rows (model inputs and scoring columns),
+        # indexed by their `row`.
+        self.test_data: dict[str, datasets.Dataset] = {}
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.seed = seed
         # (epoch, batches already trained in it) when a stage resumes from a checkpoint
         self.resume_at: tuple[int, int] | None = None
 
     def _tokenised(self, dataset: datasets.Dataset) -> datasets.Dataset:
-        fields = list(self.task["text_fields"])
-
-        def tokenise(batch: dict[str, list]) -> dict[str, list]:
-            return self.tokenizer(*[batch[field] for field in fields], truncation=True, max_length=self.max_length)
-
+        """Model inputs and targets of a split, computed once (they are cached): token ids
+        and the class for classification; first-sub-word labels for tagging; for QA, the
+        windows of each question (a question may give several rows)."""
+        tokenise = {"classification": self._classification_rows, "tagging": self._tagging_rows,
+                    "qa": self._qa_rows}[self.type]
+        dataset = dataset.map(tokenise, batched=True, remove_columns=dataset.column_names, desc=None)
         dataset = dataset.add_column("row", list(range(len(dataset))))
-        dataset = dataset.map(tokenise, batched=True, desc=None)
-        keep = [column for column in (*MODEL_COLUMNS, "id") if column in dataset.column_names]
+        keep = [column for column in (*MODEL_COLUMNS, *SCORING_COLUMNS) if column in dataset.column_names]
         return dataset.select_columns(keep)
+
+    def _classification_rows(self, batch: dict[str, list]) -> dict[str, list]:
+        texts = [batch[field] for field in self.task["text_fields"]]
+        encoded = self.tokenizer(*texts, truncation=True, max_length=self.max_length)
+        return {**encoded, "label": batch["label"], "id": batch["id"]}
+
+    def _tagging_rows(self, batch: dict[str, list]) -> dict[str, list]:
+        examples = [{"id": id_, "tokens": tokens, "tags": tags}
+                    for id_, tokens, tags in zip(batch["id"], batch["tokens"], batch["tags"])]
+        features = tag_features(self.tokenizer, examples, self.task["labels"], self.max_length)
+        features.pop("n_words")
+        return {**features, "id": batch["id"], "tags": batch["tags"]}
+
+    def _qa_rows(self, batch: dict[str, list]) -> dict[str, list]:
+        examples = [{"id": id_, "question": question, "context": context, "answers": answers}
+                    for id_, question, context, answers in
+                    zip(batch["id"], batch["question"], batch["context"], batch["answers"])]
+        features = qa_features(self.tokenizer, examples, self.max_length, int(self.task["doc_stride"]),
+                               int(self.task["max_query_length"]))
+        rows: dict[str, list] = {key: [] for key in (*features, "offsets", "id", "context", "answers")
+                                 if key not in ("offset_mapping", "example_index")}
+        for window, example_index in enumerate(features["example_index"]):
+            # qa_features pads every window to max_length; the cache keeps the real tokens
+            # only (the collator pads each batch), so that short contexts make short batches.
+            real = [position for position, mask in enumerate(features["attention_mask"][window]) if mask]
+            first, last = real[0], real[-1] + 1
+            for key in features:
+                if key not in ("offset_mapping", "example_index", "start_positions", "end_positions"):
+                    rows[key].append(features[key][window][first:last])
+            rows["start_positions"].append(features["start_positions"][window] - first)
+            rows["end_positions"].append(features["end_positions"][window] - first)
+            rows["offsets"].append([list(offset) if offset is not None else NO_OFFSET
+                                    for offset in features["offset_mapping"][window][first:last]])
+            example = examples[example_index]
+            rows["id"].append(example["id"])
+            rows["context"].append(example["context"])
+            rows["answers"].append(example["answers"])
+        return rows
 
     def _splits(self) -> list[tuple[str, str]]:
         return ([(lang, self.task["train_split"]) for lang in self.train_langs]
@@ -84,7 +138,7 @@ class TaskDataModule(pl.LightningDataModule):
         if self.cache_dir is None:
             return self._tokenised(load_split(self.task, lang, split))
         folder = self._cache_folder(lang, split)
-        if not (folder / "dataset_info.json").is_file():
+        if not folder.is_dir():
             tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
             tokenised = self._tokenised(load_split(self.task, lang, split))
             tokenised.save_to_disk(str(tmp))
@@ -109,8 +163,12 @@ class TaskDataModule(pl.LightningDataModule):
             self.test_sets = []
             for lang in self.eval_langs:
                 prepared = self._prepared(lang, self.task["test_split"])
-                self.test_ids[lang] = [str(i) for i in prepared["id"]]
-                self.test_sets.append(_model_view(prepared).with_format("torch"))
+                self.test_data[lang] = prepared
+                # Longest first: batches of similar lengths pad little, and a batch too large
+                # for memory fails at once. Rows keep their `row` number, so order is free.
+                lengths = np.array([len(ids) for ids in prepared["input_ids"]])
+                by_length = np.argsort(-lengths, kind="stable")
+                self.test_sets.append(_model_view(prepared.select(by_length)).with_format("torch"))
 
     def train_dataloader(self) -> DataLoader:
         world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)

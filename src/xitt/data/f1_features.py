@@ -217,7 +217,9 @@ def best_spans(features: dict[str, list], start_logits: Any, end_logits: Any, ex
                     score = start_logits[window, start] + end_logits[window, end]
                     if score > best_score:
                         best_score = score
-                        best_text = example["context"][offsets[start][0]:offsets[end][1]]
+                        # stripped: tokenizers whose tokens carry their leading space
+                        # (Metaspace "▁word") give offsets that include it
+                        best_text = example["context"][offsets[start][0]:offsets[end][1]].strip()
         answers.append(best_text)
     return answers
 

@@ -1,11 +1,16 @@
-"""Reading a task's examples, whatever their source, into one shape.
+"""Reading a task's examples, whatever their source, into one shape per task type.
 
 A task is declared once, in its config file (`conf/itt/*.yaml`, `conf/target/*.yaml`):
-source, languages, splits, text fields, label set, hyper-parameters, and one section per
+type, source, languages, splits, fields, label set, hyper-parameters, and one section per
 source it can be read from (`hub:` for the Hugging Face hub, `local:` for files on disk).
-Every reader returns a `datasets.Dataset` with the columns `id`, the task's text fields,
-and `label` as an index into the task's label list, so that a class means the same in
-every language and source. docs/tasks.md describes the declaration field by field.
+Every reader returns a `datasets.Dataset` whose columns depend on the task's type
+(`task_type`), so that an example means the same in every language and source:
+
+- classification: `id`, the task's text fields, `label` (an index into the task's labels);
+- tagging: `id`, `tokens` (the words), `tags` (one label name of the task per word);
+- qa: `id`, `question`, `context`, `answers` (`{text: [...], answer_start: [...]}`).
+
+docs/tasks.md describes the declaration field by field.
 
 Where the rows of one (language, split) come from is worked out once, by `data_parts`, and
 used by the reader, by the offline asset check and by `python -m xitt.prepare`, so the
@@ -24,7 +29,27 @@ from xitt import XittError
 from xitt.core.taskspec import (SPLIT_SHUFFLE_SEED, TRANSLATE_TRAIN, check_language, translate_train_section,
                                 translate_train_source_lang)
 from xitt.data import demo
+from xitt.data.f1_formats import read_conllu, read_panx_tsv, read_squad_json
 from xitt.data.readers import read_table
+
+TASK_TYPES = ("classification", "tagging", "qa")
+TAGGING_METRICS = ("entity_f1", "word_accuracy")
+# Local formats of the tagging and QA tasks: each reader gives one dict per sentence or
+# question (xitt.data.f1_formats).
+EXAMPLE_READERS = {"panx": read_panx_tsv, "conllu": read_conllu, "squad": read_squad_json}
+
+
+def task_type(task: Mapping[str, Any]) -> str:
+    """The task's type, `task_type` in its config (classification when it says none);
+    a tagging task must also name its metric."""
+    kind = task.get("task_type") or "classification"
+    if kind not in TASK_TYPES:
+        raise XittError(f"Task '{task['name']}' has task_type '{kind}'; the task types are "
+                        f"{', '.join(TASK_TYPES)}. Fix `task_type` in its config.")
+    if kind == "tagging" and task.get("metric") not in TAGGING_METRICS:
+        raise XittError(f"Tagging task '{task['name']}' has metric {task.get('metric')!r}; set `metric` in its "
+                        f"config to entity_f1 (NER, IOB2 tags) or word_accuracy (POS).")
+    return kind
 
 
 # -- where the rows come from ------------------------------------------------------------
@@ -81,7 +106,8 @@ def _section(task: Mapping[str, Any]) -> dict[str, Any]:
 
 class _Placeholders(dict):
     """The values a file pattern, config name or split name may use: {lang}, {lang_name}
-    (the language's folder or config name, from the task's `lang_names`), {split}, {round}."""
+    (the language's folder or config name, from the source section's `lang_names`, else
+    the task's), {split}, {round}."""
 
     def __init__(self, task: Mapping[str, Any], lang: str, **values: Any):
         super().__init__(lang=lang, **values)
@@ -89,7 +115,7 @@ class _Placeholders(dict):
 
     def __missing__(self, key: str) -> str:
         if key == "lang_name":
-            names = self.task.get("lang_names") or {}
+            names = _section(self.task).get("lang_names") or self.task.get("lang_names") or {}
             if self["lang"] in names:
                 return names[self["lang"]]
             raise XittError(
@@ -204,18 +230,23 @@ def load_split(task: Mapping[str, Any], lang: str, split: str) -> datasets.Datas
     another split when the task has a `split_ratio`, and reduced to a fixed number of
     examples per class when it has a `train_sample` (few-shot training)."""
     check_language(task, lang)
+    unify = {"classification": _unify, "tagging": _unify_tagging, "qa": _unify_qa}[task_type(task)]
     if task["source"] == "demo":
         demo_split = task["split_from"] if _carves(task, split) else split
         whole = datasets.Dataset.from_dict(demo.demo_rows(task["corpus"], lang, demo_split))
     else:
         section, parts = _locate(task, lang, split)
-        tables = [_unify(_read_hub(task, part) if isinstance(part, HubPart) else _read_file(task, part),
-                         task, section, where=part.describe(), id_prefix=part.split or part.path.stem)
+        tables = [unify(_read_hub(task, part) if isinstance(part, HubPart) else _read_file(task, part),
+                        task, section, where=part.describe(), id_prefix=part.split or part.path.stem)
                   for part in parts]
         whole = tables[0] if len(tables) == 1 else datasets.concatenate_datasets(tables)
+        if section.get("id_prefix"):  # one data set holds every language (TyDiQA on the hub): keep this one's
+            prefix = _fill(section["id_prefix"], _Placeholders(task, lang))
+            whole = whole.filter(lambda row: row["id"].startswith(prefix))
     rows = _carve(task, whole, split) if _carves(task, split) else whole
-    if split == task.get("train_split") and task.get("train_sample"):
-        rows = _sample_per_class(task, rows, lang)
+    for sampled_split, setting in ((task.get("train_split"), "train_sample"), (task.get("test_split"), "test_sample")):
+        if split == sampled_split and task.get(setting):
+            rows = _sample(task, rows, lang, setting)
     return rows
 
 
@@ -245,6 +276,8 @@ def _read_file(task: Mapping[str, Any], part: FilePart) -> datasets.Dataset:
             f"folder that holds these files (`target.path=...` or `itt.path=...`), or change the "
             f"file-name pattern with `<group>.local.pattern=...`."
         )
+    if part.file_format in EXAMPLE_READERS:
+        return datasets.Dataset.from_list(EXAMPLE_READERS[part.file_format](part.path))
     columns = read_table(part.path, part.file_format, part.fields)
     if part.split_column:
         if part.split_column not in columns:
@@ -289,8 +322,30 @@ def _unify(raw: datasets.Dataset, task: Mapping[str, Any], section: Mapping[str,
     """Rename the source's columns to the task's fields (`columns: {ours: theirs}`) and map
     its labels onto the task's label list; rows without an id get `<split>-<row number>`,
     the same in every language of a parallel data set."""
+    columns = _source_columns(raw, task, section, [*task["text_fields"], "label"], where)
+    label_column = columns["label"]
+    feature = raw.features[label_column]
+    class_names = feature.names if isinstance(feature, datasets.ClassLabel) else None
+    lookup = _label_lookup(task, section, raw.unique(label_column), class_names, where)
+    id_column = columns["id"]
+    has_id = id_column in raw.column_names
+
+    def unify(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        out = {field: batch[columns[field]] for field in task["text_fields"]}
+        out["label"] = [lookup[value] for value in batch[label_column]]
+        out["id"] = ([str(value) for value in batch[id_column]] if has_id
+                     else [f"{id_prefix}-{index:07d}" for index in indices])
+        return out
+
+    unified = raw.map(unify, batched=True, with_indices=True, remove_columns=raw.column_names, desc=None)
+    return unified.select_columns(["id", *task["text_fields"], "label"])
+
+
+def _source_columns(raw: datasets.Dataset, task: Mapping[str, Any], section: Mapping[str, Any],
+                    wanted: list[str], where: str) -> dict[str, str]:
+    """The source's columns that hold the task's fields (`columns: {ours: theirs}`); fails
+    naming the missing ones and the setting that maps them."""
     mapping = dict(section.get("columns") or {})
-    wanted = [*task["text_fields"], "label"]
     absent = [field for field in wanted if mapping.get(field, field) not in raw.column_names]
     if absent:
         raise XittError(
@@ -299,22 +354,47 @@ def _unify(raw: datasets.Dataset, task: Mapping[str, Any], section: Mapping[str,
             f"{', '.join(absent)}); its columns are: {', '.join(raw.column_names)}. Map them in the "
             f"task config's `{task['source']}.columns` ({{task field: source column}})."
         )
-    label_column = mapping.get("label", "label")
-    feature = raw.features[label_column]
-    class_names = feature.names if isinstance(feature, datasets.ClassLabel) else None
-    lookup = _label_lookup(task, section, raw.unique(label_column), class_names, where)
-    id_column = mapping.get("id", "id")
-    has_id = id_column in raw.column_names
+    return {field: mapping.get(field, field) for field in [*wanted, "id"]}
+
+
+def _unify_tagging(raw: datasets.Dataset, task: Mapping[str, Any], section: Mapping[str, Any], where: str,
+                   id_prefix: str) -> datasets.Dataset:
+    """Words and their tags as label names of the task: a hub's class indices become the
+    class names, then the label maps apply, as for classification labels."""
+    columns = _source_columns(raw, task, section, ["tokens", "tags"], where)
+    feature = raw.features[columns["tags"]]
+    inner = getattr(feature, "feature", None)  # a sequence of class labels on the hub
+    class_names = inner.names if isinstance(inner, datasets.ClassLabel) else None
+    values = sorted({value for tags in raw[columns["tags"]] for value in tags}, key=str)
+    lookup = _label_lookup(task, section, values, class_names, where)
+    labels = list(task["labels"])
+    has_id = columns["id"] in raw.column_names
 
     def unify(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
-        out = {field: batch[mapping.get(field, field)] for field in task["text_fields"]}
-        out["label"] = [lookup[value] for value in batch[label_column]]
-        out["id"] = ([str(value) for value in batch[id_column]] if has_id
-                     else [f"{id_prefix}-{index:07d}" for index in indices])
-        return out
+        return {"id": ([str(value) for value in batch[columns["id"]]] if has_id
+                       else [f"{id_prefix}-{index:07d}" for index in indices]),
+                "tokens": batch[columns["tokens"]],
+                "tags": [[labels[lookup[tag]] for tag in tags] for tags in batch[columns["tags"]]]}
 
     unified = raw.map(unify, batched=True, with_indices=True, remove_columns=raw.column_names, desc=None)
-    return unified.select_columns(["id", *task["text_fields"], "label"])
+    return unified.select_columns(["id", "tokens", "tags"])
+
+
+def _unify_qa(raw: datasets.Dataset, task: Mapping[str, Any], section: Mapping[str, Any], where: str,
+              id_prefix: str) -> datasets.Dataset:
+    """Questions with their context and gold answers (SQuAD's columns)."""
+    columns = _source_columns(raw, task, section, ["question", "context", "answers"], where)
+    has_id = columns["id"] in raw.column_names
+
+    def unify(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        return {"id": ([str(value) for value in batch[columns["id"]]] if has_id
+                       else [f"{id_prefix}-{index:07d}" for index in indices]),
+                **{field: batch[columns[field]] for field in ("question", "context")},
+                "answers": [{"text": list(a["text"]), "answer_start": [int(s) for s in a["answer_start"]]}
+                            for a in batch[columns["answers"]]]}
+
+    unified = raw.map(unify, batched=True, with_indices=True, remove_columns=raw.column_names, desc=None)
+    return unified.select_columns(["id", "question", "context", "answers"])
 
 
 # -- carving and sampling ----------------------------------------------------------------
@@ -332,13 +412,21 @@ def _carve(task: Mapping[str, Any], whole: datasets.Dataset, split: str) -> data
     return whole.select(sorted(rows.tolist()))
 
 
-def _sample_per_class(task: Mapping[str, Any], rows: datasets.Dataset, lang: str) -> datasets.Dataset:
-    """`train_sample.per_class` examples of each class, drawn with `train_sample.seed`; the
-    draw for k is a prefix of the draw for a larger k with the same seed, so growing k
-    adds examples rather than replacing them."""
-    per_class, seed = int(task["train_sample"]["per_class"]), int(task["train_sample"]["seed"])
+def _sample(task: Mapping[str, Any], rows: datasets.Dataset, lang: str, setting: str) -> datasets.Dataset:
+    """The rows that `train_sample` / `test_sample` keep: `{n: k, seed: s}` keeps k rows
+    (sentences, questions) drawn with seed s; `{per_class: k, seed: s}` (classification)
+    keeps k of each class. A draw of k is a prefix of the draw of a larger k with the same
+    seed, so growing k adds examples rather than replacing them."""
+    sample = task[setting]
+    rng = np.random.default_rng(int(sample["seed"]))
+    if sample.get("n") is not None:
+        return rows.select(sorted(rng.permutation(len(rows))[:int(sample["n"])].tolist()))
+    if sample.get("per_class") is None or task_type(task) != "classification":
+        raise XittError(f"Task '{task['name']}' has `{setting}: {dict(sample)}`; give `n` (rows to keep) and "
+                        f"`seed`{', or `per_class` and `seed`' if task_type(task) == 'classification' else ''}, "
+                        f"e.g. `+target.{setting}={{n: 2000, seed: 1}}`.")
+    per_class = int(sample["per_class"])
     labels = np.asarray(rows["label"])
-    rng = np.random.default_rng(seed)
     chosen = []
     for index, name in enumerate(task["labels"]):
         candidates = np.flatnonzero(labels == index)

@@ -1,11 +1,14 @@
-"""The LightningModule: an encoder, a pooled classification head, AdamW with linear warmup
-and decay. Evaluation goes through Lightning's prediction loop (`predict_step`): the
-pipeline gathers the predictions of every rank and scores them with `xitt.metrics`."""
+"""The LightningModules, one per task type, sharing the encoder set-up and AdamW with
+linear warmup and decay (`EncoderModule`): sentence classification (a pooled head), token
+classification (a label per token) and extractive QA (start and end logits). Evaluation
+goes through Lightning's prediction loop (`predict_step`): the pipeline gathers the
+predictions of every rank and scores them with `xitt.metrics`."""
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.plugins.precision import MixedPrecision
 import torch
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
@@ -54,14 +57,19 @@ def wrap_layers_named(names: Sequence[str]):
     return functools.partial(lambda_auto_wrap_policy, lambda_fn=lambda module: type(module).__name__ in wanted)
 
 
-class SequenceClassifier(pl.LightningModule):
-    def __init__(self, encoder: nn.Module, num_labels: int, hparams: Mapping[str, Any],
-                 pooling: str = "cls"):
+class EncoderModule(pl.LightningModule):
+    """What every head shares: the encoder (its dropout set from the hyper-parameters),
+    activation checkpointing, and the optimizer and schedule. A subclass adds its `head`,
+    `training_step`, `predict_step` and `prediction_width` (the columns of one example's
+    row of predictions, the example's row number first, so that rows of every rank and
+    batch can be gathered into one array)."""
+
+    prediction_width: int
+
+    def __init__(self, encoder: nn.Module, hparams: Mapping[str, Any]):
         super().__init__()
         self.encoder = encoder.train()  # checkpoints load in eval mode; Lightning keeps modes
-        self.head = ClassificationHead(encoder.config.hidden_size, num_labels, float(hparams["dropout"]), pooling)
         self.train_hparams = dict(hparams)
-        self.loss = nn.CrossEntropyLoss()
         # `encoder_dropout` overrides the checkpoint's own dropout rates (all of them: hidden,
         # attention); 0 makes training deterministic given the data order.
         if hparams.get("encoder_dropout") is not None:
@@ -73,9 +81,10 @@ class SequenceClassifier(pl.LightningModule):
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler.requires_grad_(False)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
-        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs).last_hidden_state
-        return self.head(states, attention_mask)
+    def states(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The encoder's last hidden states of a batch (the targets and row numbers left out)."""
+        inputs = {key: value for key, value in batch.items() if key not in NOT_MODEL_INPUTS}
+        return self.encoder(**inputs).last_hidden_state
 
     def enable_activation_checkpointing(self) -> None:
         """Recompute each layer's activations in the backward pass instead of keeping them:
@@ -83,19 +92,24 @@ class SequenceClassifier(pl.LightningModule):
         all of them; what lets the XL/XXL encoders train with a useful batch per GPU."""
         self.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
-    @staticmethod
-    def _model_inputs(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {key: value for key, value in batch.items() if key not in ("labels", "row")}
-
-    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.loss(self(**self._model_inputs(batch)), batch["labels"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["labels"].size(0))
+    def log_loss(self, loss: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
         return loss
 
-    def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        """(row, gold, predicted) per example of the batch."""
-        predictions = self(**self._model_inputs(batch)).argmax(dim=-1)
-        return torch.stack([batch["row"], batch["labels"], predictions], dim=1)
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        """Lightning's mixed-precision plugin refuses to clip for a fused optimizer (it
+        assumes a float16 gradient scaler). bfloat16 autocast has no scaler, so there the
+        gradients are clipped as they are; every other case goes through Lightning."""
+        if (gradient_clip_val and type(self.trainer.precision_plugin) is MixedPrecision
+                and str(self.trainer.precision) == "bf16-mixed"):
+            parameters = [p for p in self.parameters() if p.grad is not None]
+            if gradient_clip_algorithm == "value":
+                torch.nn.utils.clip_grad_value_(parameters, gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_norm_(parameters, gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self):
         decay, no_decay = [], []
@@ -103,13 +117,107 @@ class SequenceClassifier(pl.LightningModule):
             if parameter.requires_grad:
                 (no_decay if parameter.ndim < 2 else decay).append(parameter)  # biases, norms
         # fused: one kernel for all parameters instead of a loop over them (about 30% of a
-        # small encoder's step time on CPU).
+        # small encoder's step time on CPU). Not under float16 mixed precision, where
+        # Lightning's gradient scaler must unscale before clipping and a fused step would.
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": float(self.train_hparams["weight_decay"])},
              {"params": no_decay, "weight_decay": 0.0}],
-            lr=float(self.train_hparams["lr"]), fused=True,
+            lr=float(self.train_hparams["lr"]), fused=str(self.trainer.precision) != "16-mixed",
         )
         total = int(self.trainer.estimated_stepping_batches)
         warmup = int(float(self.train_hparams["warmup_ratio"]) * total)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+# Batch entries that are targets or bookkeeping, not encoder inputs.
+NOT_MODEL_INPUTS = ("labels", "row", "start_positions", "end_positions")
+
+
+def _pad_to(values: torch.Tensor, length: int, fill: float) -> torch.Tensor:
+    """`values` (batch, L) padded on the right to (batch, length): every batch's rows get
+    the same width, whatever its own padded length."""
+    return nn.functional.pad(values, (0, length - values.size(1)), value=fill)
+
+
+class SequenceClassifier(EncoderModule):
+    """One label per text (pair): a pooled classification head."""
+
+    prediction_width = 3
+
+    def __init__(self, encoder: nn.Module, num_labels: int, hparams: Mapping[str, Any],
+                 pooling: str = "cls"):
+        super().__init__(encoder, hparams)
+        self.head = ClassificationHead(encoder.config.hidden_size, num_labels, float(hparams["dropout"]), pooling)
+        self.loss = nn.CrossEntropyLoss()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs).last_hidden_state
+        return self.head(states, attention_mask)
+
+    def logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self.states(batch), batch["attention_mask"])
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.log_loss(self.loss(self.logits(batch), batch["labels"]), batch)
+
+    def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        """(row, gold, predicted) per example of the batch."""
+        predictions = self.logits(batch).argmax(dim=-1)
+        return torch.stack([batch["row"], batch["labels"], predictions], dim=1)
+
+
+class TokenTagger(EncoderModule):
+    """One label per word (NER, POS): a linear layer over every token's state. The data
+    label only each word's first sub-word; every other position is -100, which the loss
+    ignores (xitt.data.f1_features.tag_features)."""
+
+    def __init__(self, encoder: nn.Module, num_labels: int, hparams: Mapping[str, Any]):
+        super().__init__(encoder, hparams)
+        self.max_length = int(hparams["max_length"])
+        self.prediction_width = 1 + self.max_length
+        self.head = nn.Sequential(nn.Dropout(float(hparams["dropout"])),
+                                  nn.Linear(encoder.config.hidden_size, num_labels))
+        self.loss = nn.CrossEntropyLoss(ignore_index=-100)
+
+    def logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self.states(batch))
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self.logits(batch)
+        return self.log_loss(self.loss(logits.flatten(0, 1), batch["labels"].flatten()), batch)
+
+    def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        """(row, predicted label of each token position, -1 beyond the batch's length)."""
+        predictions = _pad_to(self.logits(batch).argmax(dim=-1), self.max_length, -1)
+        return torch.cat([batch["row"].unsqueeze(1), predictions], dim=1)
+
+
+class SpanExtractor(EncoderModule):
+    """Extractive QA: a start and an end logit per token; the loss is the mean of the two
+    cross-entropies (a window without the answer points both at its CLS token)."""
+
+    def __init__(self, encoder: nn.Module, hparams: Mapping[str, Any]):
+        super().__init__(encoder, hparams)
+        self.max_length = int(hparams["max_length"])
+        self.prediction_width = 1 + 2 * self.max_length
+        self.head = nn.Linear(encoder.config.hidden_size, 2)
+        self.loss = nn.CrossEntropyLoss()
+
+    def span_logits(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        start, end = self.head(self.states(batch)).float().unbind(dim=-1)
+        # padding can never be a start or an end
+        padding = batch["attention_mask"] == 0
+        return start.masked_fill(padding, -1e4), end.masked_fill(padding, -1e4)
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        start, end = self.span_logits(batch)
+        loss = (self.loss(start, batch["start_positions"]) + self.loss(end, batch["end_positions"])) / 2
+        return self.log_loss(loss, batch)
+
+    def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        """(row, start logits, end logits), each padded to `max_length` (float rows: a row
+        number below 2^24 is exact in float32)."""
+        start, end = self.span_logits(batch)
+        return torch.cat([batch["row"].unsqueeze(1).float(), _pad_to(start, self.max_length, -1e4),
+                          _pad_to(end, self.max_length, -1e4)], dim=1)

@@ -19,10 +19,11 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from xitt import XittError
-from xitt.core.jobs import in_multirun, is_global_zero, uses_gpu
+from xitt.core.jobs import in_multirun, is_global_zero, set_math_threads, uses_gpu
 from xitt.core.naming import SWEEP_ENV
 from xitt.core.records import record_path
 from xitt.core.store import write_json_atomic
+from xitt.core.validate import typed
 from xitt.grid_expand import expand_grid
 from xitt.memory import memory_warnings
 
@@ -39,6 +40,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     outcome: dict[str, Any] = {"overrides": list(hydra_cfg.overrides.task), "job_dir": str(job_dir)}
     started = time.time()
     try:
+        set_math_threads(typed(cfg.trainer.get("devices"), int) or 1, typed(cfg.get("num_workers"), int) or 0)
         from xitt.stages.pipeline import CellRunner, format_scores  # torch: only when a cell runs
 
         runner = CellRunner(cfg, sweep=sweep)

@@ -4,7 +4,11 @@ store already holds.
 - ITT / target / few-shot: fine-tune (the pretrained encoder, or the artifact the stage
   starts from) and store the model; ITT keeps the encoder only, target models their head too.
 - Evaluate: Lightning's prediction loop over every language's test set, predictions
-  gathered from all ranks, scored once with `xitt.metrics`, one record per language.
+  gathered from all ranks, turned into a predictions file per language (classes, tags per
+  word, answer texts) and scored from it with `xitt.metrics`, one record per language.
+
+The task's type (classification, tagging, qa) decides the module (`classifier`) and how
+predictions become a predictions file (`predictions_file`); everything else is shared.
 """
 
 import logging
@@ -14,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -31,12 +36,14 @@ from xitt.core.records import (PREDICTIONS_SUFFIX, Record, cell_results_dir, pen
                                record_path)
 from xitt.core.store import ArtifactStore, library_versions, write_json_atomic
 from xitt.core.taskspec import split_note
-from xitt.data.datamodule import TaskDataModule
-from xitt.data.tasks import missing_data_assets
+from xitt.data.datamodule import NO_OFFSET, TaskDataModule
+from xitt.data.f1_features import best_spans, word_tags
+from xitt.data.tasks import missing_data_assets, task_type
 from xitt.data.tokenizer import load_tokenizer
-from xitt.metrics.classification import classification_scores
+from xitt.metrics import qa as qa_metrics
+from xitt.metrics.predictions import prediction_scores
 from xitt.models.encoder import apply_freezing, build_encoder, count_parameters, load_encoder, missing_model_assets
-from xitt.models.module import SequenceClassifier
+from xitt.models.module import EncoderModule, SequenceClassifier, SpanExtractor, TokenTagger
 from xitt.stages.loggers import finish_logger, stage_logger
 from xitt.stages.resume import PreemptionGuard, StageCheckpoints
 
@@ -91,6 +98,9 @@ class CellRunner:
         self.sweep = sweep
         self.cell = Cell.from_config(cfg)
         self.results_dir = cell_results_dir(cfg.paths.results, self.cell)
+        for task in (self.cell.itt, self.cell.target):
+            if task:
+                task_type(task)  # an unknown task type or metric fails now, not after training
         processes = job_processes(cfg.trainer)
         strategy = start_ranks(self.trainer(), in_multirun()) if processes is None or processes > 1 else None
         self.ranks = Ranks(strategy)
@@ -138,16 +148,23 @@ class CellRunner:
 
     # -- stages ------------------------------------------------------------------------
 
-    def classifier(self, stage: Stage, tokenizer: PreTrainedTokenizerBase, start_dir: Path | None) -> SequenceClassifier:
+    def classifier(self, stage: Stage, tokenizer: PreTrainedTokenizerBase, start_dir: Path | None) -> EncoderModule:
         """The model a stage starts from: the pretrained encoder (None), or the encoder of
         the artifact in `start_dir` and its head when it has one; under the stage's
-        freezing, with a head for the stage's task."""
+        freezing, with a head for the stage's task type. An ITT artifact holds an encoder
+        only, so any task type can start from any ITT task's encoder."""
         if start_dir is None:
             encoder = build_encoder(self.cell.model, len(tokenizer), tokenizer.pad_token_id, self.cell.seed)
         else:
             encoder = load_encoder(start_dir, self.cell.model.get("encoder_class", "AutoModel"))
         apply_freezing(encoder, stage.freezing["mode"], stage.freezing["k"])
-        module = SequenceClassifier(encoder, len(stage.task["labels"]), stage.hparams, self.cell.model["pooling"])
+        kind = task_type(stage.task)
+        if kind == "tagging":
+            module = TokenTagger(encoder, len(stage.task["labels"]), stage.hparams)
+        elif kind == "qa":
+            module = SpanExtractor(encoder, stage.hparams)
+        else:
+            module = SequenceClassifier(encoder, len(stage.task["labels"]), stage.hparams, self.cell.model["pooling"])
         if start_dir is not None and (start_dir / HEAD_FILE).is_file():
             module.head.load_state_dict(load_file(str(start_dir / HEAD_FILE)))
         return module
@@ -172,7 +189,7 @@ class CellRunner:
         return self.store.get_or_build(stage.store, stage.key, build, {
             "stage": stage.name, "start": start, "model": cell.model, "task": stage.task,
             "transfer": stage.transfer, "train_langs": list(stage.train_langs), "freezing": stage.freezing,
-            "seed": cell.seed, "labels": stage.task["labels"], "pooling": cell.model["pooling"],
+            "seed": cell.seed, "labels": stage.task.get("labels"), "pooling": cell.model["pooling"],
             "cell_config": cell.config}, collective=True)  # lets `evaluate.py ckpt=...` rebuild the cell
 
     def evaluate(self, stage: Stage, tokenizer: PreTrainedTokenizerBase,
@@ -187,11 +204,14 @@ class CellRunner:
             trainer = self.trainer(logger=logger)
             outputs = trainer.predict(module, datamodule=data, return_predictions=True)
             per_lang = outputs if len(stage.eval_langs) > 1 else [outputs]
-            rows = {lang: gather_rows(trainer, batches) for lang, batches in zip(stage.eval_langs, per_lang)}
+            rows = {lang: gather_rows(trainer, batches, module.prediction_width)
+                    for lang, batches in zip(stage.eval_langs, per_lang)}
             records = {}
             if self.ranks.is_zero:
                 params = count_parameters(module.encoder)
-                records = {lang: self.write_record(stage, lang, rows[lang], data.test_ids[lang], params, started)
+                records = {lang: self.write_record(stage, lang, predictions_file(stage.task, lang, rows[lang],
+                                                                                 data.test_data[lang]),
+                                                   params, started)
                            for lang in stage.eval_langs}
                 log_scores(logger, list(records.values()))
             self.ranks.barrier("records written")
@@ -199,26 +219,23 @@ class CellRunner:
         finally:
             finish_logger()
 
-    def write_record(self, stage: Stage, lang: str, rows: np.ndarray, ids: list[str], params: int,
+    def write_record(self, stage: Stage, lang: str, predictions: dict[str, Any], params: int,
                      started: float) -> dict[str, Any]:
-        """One language's predictions file and record."""
+        """One language's predictions file and its record, scored from exactly that file."""
         cell = self.cell
-        labels = list(stage.task["labels"])
-        predictions_file = f"{lang}{PREDICTIONS_SUFFIX}"
-        write_json_atomic(self.results_dir / predictions_file, {
-            "ids": [ids[row] for row in rows[:, 0]], "gold": rows[:, 1].tolist(), "pred": rows[:, 2].tolist(),
-            "labels": labels})
+        predictions_name = f"{lang}{PREDICTIONS_SUFFIX}"
+        write_json_atomic(self.results_dir / predictions_name, predictions)
         few_shot = cell.transfer["mode"] == "few_shot"
         record = Record(
             cell_key=cell.cell_key, cell_name=cell.name, result_key=cell.result_key(stage.key, lang),
             target_key=stage.key, itt_key=cell.itt_key, model=cell.model["family"], size=cell.model["size"],
             params=params, itt=cell.itt_name, target=cell.target["name"], transfer=cell.transfer["mode"],
             freezing=cell.freezing_name, seed=cell.seed, lang=lang, train_lang=",".join(stage.train_langs),
-            **classification_scores(rows[:, 1], rows[:, 2], len(labels)),
+            **prediction_scores(predictions),
             split_note=split_note(cell.target),
             few_shot_k=int(cell.transfer["k"]) if few_shot else None,
             few_shot_seed=int(cell.transfer["sample_seed"]) if few_shot else None,
-            sweep=self.sweep, predictions=predictions_file, eval_s=round(time.time() - started, 3),
+            sweep=self.sweep, predictions=predictions_name, eval_s=round(time.time() - started, 3),
             created=datetime.now(timezone.utc).isoformat(), config=cell.config, versions=library_versions(),
         ).as_dict()
         write_json_atomic(record_path(self.results_dir, lang), record)
@@ -243,7 +260,7 @@ class CellRunner:
     def trainer(self, **overrides: Any) -> pl.Trainer:
         return build_trainer(self.cfg.trainer, **overrides)
 
-    def fit(self, stage: Stage, module: SequenceClassifier,
+    def fit(self, stage: Stage, module: EncoderModule,
             tokenizer: PreTrainedTokenizerBase) -> tuple[dict, dict[str, torch.Tensor] | None]:
         """Train `module`; resume from the checkpoint in the stage's work folder when an
         earlier attempt left one (see `xitt.stages.resume`). Returns the metrics and, for
@@ -276,21 +293,61 @@ class CellRunner:
         return metrics, weights
 
 
-def gather_rows(trainer: pl.Trainer, batches: list[torch.Tensor]) -> np.ndarray:
-    """Every rank's (row, gold, predicted) triples, in test-set order. Test shards differ in
-    size by up to one example (no rank repeats one), and all_gather needs equal shapes:
-    pad with rows of -1, then drop them."""
-    rows = torch.cat(batches) if batches else torch.zeros(0, 3, dtype=torch.long)
+def gather_rows(trainer: pl.Trainer, batches: list[torch.Tensor], width: int) -> np.ndarray:
+    """Every rank's prediction rows (the example's row number first, then `width` - 1
+    values: see the modules' `predict_step`), in test-set order. Test shards differ in size
+    by up to one example (no rank repeats one), and all_gather needs equal shapes: pad with
+    rows of -1, then drop them."""
+    rows = torch.cat(batches) if batches else torch.zeros(0, width, dtype=torch.long)
     if trainer.world_size > 1:
         strategy = trainer.strategy
         counts = strategy.all_gather(torch.tensor(rows.size(0), device=strategy.root_device))
-        padded = torch.full((int(counts.max()), 3), -1, dtype=torch.long, device=strategy.root_device)
+        padded = torch.full((int(counts.max()), width), -1, dtype=rows.dtype, device=strategy.root_device)
         padded[: rows.size(0)] = rows.to(strategy.root_device)
-        rows = strategy.all_gather(padded).reshape(-1, 3)
+        rows = strategy.all_gather(padded).reshape(-1, width)
         rows = rows[rows[:, 0] >= 0]
     rows = rows.cpu().numpy()
     _, first = np.unique(rows[:, 0], return_index=True)  # a row seen twice counts once
     return rows[first]
+
+
+def predictions_file(task: dict[str, Any], lang: str, rows: np.ndarray, data: datasets.Dataset) -> dict[str, Any]:
+    """One language's predictions as the task's metric reads them (the format
+    `xitt.metrics.predictions` describes), from the gathered prediction rows and the
+    test set's prepared rows (`data`, indexed by row number)."""
+    kind = task_type(task)
+    numbers = rows[:, 0].astype(np.int64)
+    if kind == "classification":
+        ids = data["id"]
+        return {"ids": [ids[row] for row in numbers], "gold": rows[:, 1].tolist(), "pred": rows[:, 2].tolist(),
+                "labels": list(task["labels"])}
+    if kind == "tagging":
+        labels = list(task["labels"])
+        # A word cut by truncation counts as a miss: no entity ("O") for NER, a tag outside
+        # the tag set for POS.
+        fill = "O" if task["metric"] == "entity_f1" else "_"
+        ids, tags, positions = data["id"], data["tags"], data["word_positions"]
+        return {"task_type": "tagging", "metric": task["metric"], "labels": labels,
+                "ids": [ids[row] for row in numbers], "gold": [tags[row] for row in numbers],
+                "pred": [word_tags(positions[row], predictions, labels, fill)
+                         for row, predictions in zip(numbers, rows[:, 1:])]}
+    # qa: rows are windows; the answer of a question is its best span over all its windows
+    length = (rows.shape[1] - 1) // 2
+    window_ids, offsets, contexts, answers = data["id"], data["offsets"], data["context"], data["answers"]
+    examples: dict[str, dict[str, Any]] = {}  # by question id, in the order of their first window
+    for row in numbers:
+        examples.setdefault(window_ids[row], {"context": contexts[row], "answers": answers[row]})
+    order = list(examples)
+    position = {example_id: index for index, example_id in enumerate(order)}
+    features = {"example_index": [position[window_ids[row]] for row in numbers],
+                "offset_mapping": [[None if offset == NO_OFFSET else tuple(offset) for offset in offsets[row]]
+                                   for row in numbers]}
+    predicted = best_spans(features, rows[:, 1:1 + length], rows[:, 1 + length:], [examples[i] for i in order],
+                           n_best=int(task["n_best"]), max_answer_length=int(task["max_answer_length"]))
+    # Scored with the language's own normalisation where MLQA defines one (xitt.metrics.qa),
+    # else SQuAD's (the synthetic demo languages, TyDiQA's languages outside MLQA/XQuAD).
+    return {"task_type": "qa", "lang": lang if lang in qa_metrics.LANGUAGES else None, "ids": order,
+            "gold": [examples[i]["answers"]["text"] for i in order], "pred": predicted}
 
 
 def build_trainer(trainer_cfg: DictConfig, **overrides: Any) -> pl.Trainer:
@@ -341,7 +398,7 @@ def gathered_weights(trainer: pl.Trainer) -> dict[str, torch.Tensor] | None:
     return None
 
 
-def save_trained(out: Path, module: SequenceClassifier, tokenizer: PreTrainedTokenizerBase,
+def save_trained(out: Path, module: EncoderModule, tokenizer: PreTrainedTokenizerBase,
                  weights: dict[str, torch.Tensor] | None, with_head: bool) -> None:
     """Write a trained model as safetensors: the encoder (a Hugging Face folder), its
     tokenizer and, for target models, the head. `weights` are the gathered weights of a
@@ -359,23 +416,31 @@ def save_trained(out: Path, module: SequenceClassifier, tokenizer: PreTrainedTok
         save_file(head, str(out / HEAD_FILE))
 
 
+# The scores a record may carry besides F1 (None where the task type has no such score).
+OTHER_SCORES = (("accuracy", "acc"), ("precision", "P"), ("recall", "R"), ("exact_match", "EM"))
+
+
 def log_scores(logger, records: list[dict[str, Any]]) -> None:
-    """Per-language F1 as scalars `test/f1/<lang>` and, for W&B, as one table."""
+    """Per-language F1 (and the task's other scores) as scalars `test/<score>/<lang>` and,
+    for W&B, as one table."""
     if not logger:
         return
-    logger.log_metrics({f"test/{metric}/{r['lang']}": r[metric] for r in records for metric in ("f1", "accuracy")})
+    names = ["f1", *(name for name, _ in OTHER_SCORES if records and records[0].get(name) is not None)]
+    logger.log_metrics({f"test/{name}/{r['lang']}": r[name] for r in records for name in names})
     if hasattr(logger, "log_table"):
-        logger.log_table(key="test/scores", columns=["lang", "f1", "accuracy", "n"],
-                         data=[[r["lang"], r["f1"], r["accuracy"], r["n"]] for r in records])
+        logger.log_table(key="test/scores", columns=["lang", *names, "n"],
+                         data=[[r["lang"], *(r[name] for name in names), r["n"]] for r in records])
     logger.save()
 
 
 def format_scores(records: list[dict[str, Any]]) -> str:
-    """The per-language F1 table printed at the end of a cell."""
+    """The per-language F1 table printed at the end of a cell (with the task's other scores)."""
     if not records:
         return ""
     first = records[0]
+    others = [(name, short) for name, short in OTHER_SCORES if first.get(name) is not None]
     lines = [f"{first['cell_name']}  (encoder parameters: {first['params']:,})",
-             f"{'lang':<8}{'F1':>8}{'acc':>8}{'n':>7}"]
-    lines += [f"{r['lang']:<8}{r['f1']:>8.1f}{r['accuracy']:>8.1f}{r['n']:>7}" for r in records]
+             f"{'lang':<8}{'F1':>8}" + "".join(f"{short:>8}" for _, short in others) + f"{'n':>7}"]
+    lines += [f"{r['lang']:<8}{r['f1']:>8.1f}" + "".join(f"{r[name]:>8.1f}" for name, _ in others) + f"{r['n']:>7}"
+              for r in records]
     return "\n".join(lines)
