@@ -47,3 +47,17 @@ def compose(*overrides: str):
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name="train", overrides=list(overrides))
+
+
+# The README's demo grid (`make grid`, two seeds): one run serves every test that needs a
+# finished grid (records, re-runs, failing cells, the report, the notebook, re-evaluation).
+DEMO_GRID = ["model=tiny", "size=s,m,l", "itt=none,demo", "seed=1,2"]
+
+
+@pytest.fixture(scope="session")
+def demo_grid(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("demo_grid")
+    result = run_script("train.py", "-m", *DEMO_GRID, "logger=csv", f"paths.root={root}", timeout=1200)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "12 cells: 12 run, 0 skipped (already done), 0 failed" in result.stdout
+    return root

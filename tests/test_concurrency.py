@@ -4,6 +4,7 @@ the artifact, and its lock does not outlive it."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,3 +105,14 @@ def test_concurrent_runs_of_one_cell_train_each_stage_once(tmp_path):
     # And a run after them finds everything done.
     again = run_script("train.py", *overrides)
     assert again.returncode == 0 and "nothing to train" in (again.stdout + again.stderr)
+
+    # The same cell whose target stage starts from the stored ITT encoder in a fresh
+    # process (another process's history): the same model, the same F1.
+    other = tmp_path / "other"
+    shutil.copytree(tmp_path / "store" / "itt", other / "store" / "itt")
+    fresh = run_script("train.py", *[o for o in overrides if not o.startswith("paths.root")], f"paths.root={other}")
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert [e["kind"] for e in ArtifactStore(other / "store").events()] == ["tokenizer", "target"]
+    again_f1 = {json.loads(p.read_text())["lang"]: json.loads(p.read_text())["f1"]
+                for p in (other / "results").rglob("*.json") if not p.name.endswith(".predictions.json")}
+    assert again_f1 == pytest.approx({r["lang"]: r["f1"] for r in records}, abs=0.01)

@@ -8,7 +8,7 @@ import torch
 from hydra.errors import MissingConfigException
 from sklearn.metrics import accuracy_score, f1_score
 
-from conftest import compose, run_script
+from conftest import DEMO_GRID, compose, run_script
 from xitt import XittError
 from xitt.core.cell import Cell
 from xitt.core.store import ArtifactStore
@@ -51,49 +51,49 @@ def test_default_cell_runs_offline_and_prints_per_language_f1(tmp_path):
     assert (itt_folder / "model.safetensors").is_file() and (itt_folder / "meta.json").is_file()
 
 
-@pytest.fixture(scope="module")
-def grid_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("grid")
-    result = run_script("train.py", "-m", "model=tiny", "size=s,m", "itt=none,demo", "logger=csv", f"paths.root={root}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "4 cells: 4 run, 0 skipped" in result.stdout
-    return root
-
-
-def test_grid_writes_one_record_per_cell_and_language(grid_root):
-    records = records_under(grid_root)
-    cells = {(r["size"], r["itt"]) for r in records}
-    assert cells == {("s", "none"), ("s", "demo"), ("m", "none"), ("m", "demo")}
-    assert sorted((r["size"], r["itt"], r["lang"]) for r in records) == sorted(
-        (size, itt, lang) for size, itt in cells for lang in DEMO_LANGS)
+def test_grid_writes_one_record_per_cell_and_language(demo_grid):
+    records = records_under(demo_grid)
+    cells = {(r["size"], r["itt"], r["seed"]) for r in records}
+    assert cells == {(size, itt, seed) for size in "sml" for itt in ("none", "demo") for seed in (1, 2)}
+    assert sorted((r["size"], r["itt"], r["seed"], r["lang"]) for r in records) == sorted(
+        (*cell, lang) for cell in cells for lang in DEMO_LANGS)
     # Each ITT encoder is trained once per distinct ITT key; each target model once per cell.
     itt_keys = {r["itt_key"] for r in records if r["itt_key"]}
-    assert sorted(builds(grid_root, "itt")) == sorted(itt_keys) and len(itt_keys) == 2
-    assert len(builds(grid_root, "target")) == 4
-    sweep_dirs = list((grid_root / "multirun").iterdir())
-    assert len(sweep_dirs) == 1
-    assert sorted(p.name for p in sweep_dirs[0].iterdir() if p.is_dir()) == [
-        "itt=demo,model=tiny,size=m", "itt=demo,model=tiny,size=s", "itt=none,model=tiny,size=m",
-        "itt=none,model=tiny,size=s"]
+    assert sorted(builds(demo_grid, "itt")) == sorted(itt_keys) and len(itt_keys) == 3 * 2
+    assert len(builds(demo_grid, "target")) == 12
+    (sweep_dir,) = (demo_grid / "multirun").iterdir()
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == sorted(
+        f"itt={itt},model=tiny,seed={seed},size={size}" for size in "sml" for itt in ("none", "demo")
+        for seed in (1, 2))
 
 
-def test_second_run_of_the_grid_trains_nothing(grid_root):
-    before = ArtifactStore(grid_root / "store").events()
-    result = run_script("train.py", "-m", "model=tiny", "size=s,m", "itt=none,demo", "logger=csv", f"paths.root={grid_root}")
+def test_second_run_of_the_grid_trains_nothing(demo_grid):
+    before = ArtifactStore(demo_grid / "store").events()
+    result = run_script("train.py", "-m", *DEMO_GRID, "logger=csv", f"paths.root={demo_grid}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "4 cells: 0 run, 4 skipped (already done), 0 failed" in result.stdout
+    assert "12 cells: 0 run, 12 skipped (already done), 0 failed" in result.stdout
     assert "nothing to train (skipped)" in result.stderr + result.stdout
-    assert ArtifactStore(grid_root / "store").events() == before
+    assert ArtifactStore(demo_grid / "store").events() == before
 
 
-def test_failing_cell_is_recorded_and_the_grid_goes_on(grid_root):
-    result = run_script("train.py", "-m", "model=tiny", "size=s,xl", "itt=demo", "logger=none", f"paths.root={grid_root}")
+def test_failing_cell_is_recorded_and_the_grid_goes_on(demo_grid):
+    result = run_script("train.py", "-m", "model=tiny", "size=s,xl", "itt=demo", "logger=none", f"paths.root={demo_grid}")
     assert result.returncode != 0
     assert "2 cells: 0 run, 1 skipped (already done), 1 failed" in result.stdout
     assert "Model family 'tiny' has no size 'xl'. Its sizes are: s, m, l" in result.stdout
-    sweep = grid_root / "multirun" / "itt=demo_model=tiny_size=s,xl"
+    sweep = demo_grid / "multirun" / "itt=demo_model=tiny_size=s,xl"
     outcome = json.loads((sweep / "itt=demo,model=tiny,size=xl" / "cell.json").read_text())
     assert outcome["status"] == "failed" and "has no size 'xl'" in outcome["reason"]
+
+
+def test_job_folders_name_a_precision_other_than_the_default():
+    from xitt.core.jobs import cpu_precision
+    from xitt.core.naming import job_dirname
+
+    other = "32-true" if cpu_precision() == "bf16-mixed" else "bf16-mixed"
+    assert job_dirname("itt=none", cpu_precision()) == "itt=none"
+    assert job_dirname("itt=none", other) == f"itt=none,precision={other}"
+    assert job_dirname("itt=none,trainer.precision=bf16-mixed", "bf16-mixed") == "itt=none,trainer.precision=bf16-mixed"
 
 
 def test_unknown_size_fails_at_once_listing_the_family_sizes():

@@ -13,8 +13,24 @@ import pytest
 from conftest import REPO, run_script
 from xitt.core.store import ArtifactStore
 
-# The demo cell with three short ITT epochs (40 batches each), to interrupt in the second.
-OVERRIDES = ["logger=none", "itt.hparams.epochs=3", "+trainer.limit_train_batches=40", "target.hparams.epochs=2"]
+# The demo cell with three short ITT epochs (40 batches each), to interrupt in the second,
+# and a target stage of three epochs (10 batches each).
+OVERRIDES = ["logger=none", "itt.hparams.epochs=3", "+trainer.limit_train_batches=40", "target.hparams.epochs=3"]
+
+
+def f1_by_lang(root) -> dict[str, float]:
+    records = [json.loads(p.read_text()) for p in (root / "results").rglob("*.json")
+               if not p.name.endswith(".predictions.json")]
+    return {record["lang"]: record["f1"] for record in records}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict[str, float]:
+    """The F1 of the same command run without interruption: what a resumed run must match."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    result = run_script("train.py", *OVERRIDES, f"paths.root={root}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return f1_by_lang(root)
 
 
 def wait_for(predicate, process: subprocess.Popen, timeout: float, what: str) -> None:
@@ -29,7 +45,7 @@ def wait_for(predicate, process: subprocess.Popen, timeout: float, what: str) ->
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGUSR2])
-def test_a_signalled_stage_checkpoints_exits_and_resumes(tmp_path, stop_signal):
+def test_a_signalled_stage_checkpoints_exits_and_resumes(tmp_path, stop_signal, uninterrupted):
     overrides = [*OVERRIDES, f"paths.root={tmp_path}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
     env.pop("XITT_SWEEP_NAME", None)
@@ -62,5 +78,27 @@ def test_a_signalled_stage_checkpoints_exits_and_resumes(tmp_path, stop_signal):
     built = [e for e in store.events() if e["kind"] == "itt"]
     assert len(built) == 1 and built[0]["resumed_from_epoch"] == saved["epochs_done"]
     assert not work.exists()  # the checkpoints go once the artifact is stored
-    records = [p for p in (tmp_path / "results").rglob("*.json") if not p.name.endswith(".predictions.json")]
-    assert len(records) == 4
+    # The resumed stage ends with the model the uninterrupted one has: same data order,
+    # same dropout masks (the random state is part of the checkpoint).
+    assert f1_by_lang(tmp_path) == pytest.approx(uninterrupted, abs=0.01)
+
+
+@pytest.mark.slow
+def test_a_killed_target_stage_resumes_to_the_same_model(tmp_path, uninterrupted):
+    """SIGKILL (no warning, nothing saved at the moment) in the target stage's second epoch:
+    the rerun resumes from the epoch-end checkpoint and records the uninterrupted F1, and
+    leaves no temporary folder, lock holder or checkpoint behind."""
+    overrides = [*OVERRIDES, f"paths.root={tmp_path}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
+    env.pop("XITT_SWEEP_NAME", None)
+    first = subprocess.Popen([sys.executable, "train.py", *overrides], cwd=REPO, env=env, text=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    target_dir = tmp_path / "store" / "target"
+    wait_for(lambda: list(target_dir.glob(".work-*/last.json")), first, 600, "the first target epoch ended")
+    first.kill()
+    first.wait(timeout=60)
+    second = run_script("train.py", *overrides)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming target from epoch 1" in second.stdout + second.stderr
+    assert f1_by_lang(tmp_path) == pytest.approx(uninterrupted, abs=0.01)
+    assert not list(target_dir.glob(".tmp-*")) and not list(target_dir.glob(".work-*"))

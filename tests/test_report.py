@@ -8,23 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_script
-
-DEMO_GRID = ["model=tiny", "size=s,m,l", "itt=none,demo", "seed=1,2"]
-
-
-@pytest.fixture(scope="module")
-def demo_grid(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("demo_grid")
-    result = run_script("train.py", "-m", *DEMO_GRID, "logger=none", f"paths.root={root}", timeout=1200)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "12 cells: 12 run, 0 skipped (already done), 0 failed" in result.stdout
-    return root
-
+from conftest import DEMO_GRID, REPO, run_script
+from xitt.core.naming import sweep_name
 
 def sweep_dir(root: Path) -> Path:
-    (sweep,) = (root / "multirun").iterdir()
-    return sweep
+    """The demo grid's sweep folder (other tests add sweeps of their own beside it)."""
+    return root / "multirun" / sweep_name(DEMO_GRID)
 
 
 def test_report_of_the_demo_grid_states_the_gain_per_size(demo_grid, tmp_path):
