@@ -27,9 +27,20 @@ def builds(root: Path, kind: str) -> list[str]:
     return [event["key"] for event in ArtifactStore(root / "store").events() if event["kind"] == kind]
 
 
+# Tokens a user has in the environment: no file a cell writes may hold them.
+SECRETS = {"WANDB_API_KEY": "fake-wandb-key-0123456789abcdef0123456789abcdef",
+           "HF_TOKEN": "hf_fakeTokenThatMustNotLeak0123456789"}
+
+
 def test_default_cell_runs_offline_and_prints_per_language_f1(tmp_path):
-    result = run_script("train.py", f"paths.root={tmp_path}")
+    result = run_script("train.py", f"paths.root={tmp_path}", env=SECRETS)
     assert result.returncode == 0, result.stderr[-3000:]
+    # Records, artifacts, configs, logs and the offline W&B runs: none holds a token.
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert len(written) > 20 and any("wandb" in str(path) for path in written)
+    for path in written:
+        data = path.read_bytes()
+        assert not any(secret.encode() in data for secret in SECRETS.values()), f"a token leaked into {path}"
     for lang in DEMO_LANGS:
         assert f"\n{lang} " in result.stdout, result.stdout[-2000:]
     records = {r["lang"]: r for r in records_under(tmp_path)}
