@@ -34,6 +34,7 @@ reaches (0.35: typical of Hugging Face encoders with SDPA and bf16 at sequence l
 measurements from your cluster when you have them, and they take precedence.
 """
 
+import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -122,6 +123,17 @@ def bert_like(hidden: int, layers: int, heads: int, ffn: int, vocab: int, positi
 
 
 def architecture(model: dict[str, Any]) -> Architecture:
+    """The architecture of a resolved model config, with only its bottom `keep_layers`
+    layers when the model keeps fewer (a depth ladder)."""
+    full = _full_architecture(model)
+    keep = model.get("keep_layers")
+    if not keep or int(keep) >= full.layers:
+        return full
+    return dataclasses.replace(full, params=full.embedding_params + int(keep) * full.layer_params, layers=int(keep),
+                               source=f"{full.source}, bottom {keep} of {full.layers} layers")
+
+
+def _full_architecture(model: dict[str, Any]) -> Architecture:
     """The architecture of a resolved model config (`xitt.core.cell.resolve_model`):
     from the table for the study's families, from the shape for the tiny models, from a
     local checkpoint's config.json for `model=hf`."""

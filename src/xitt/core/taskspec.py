@@ -83,4 +83,5 @@ def split_note(task: Mapping[str, Any]) -> str | None:
     ratio = float(ratio)
     return (f"{task['train_split']} = {ratio:.0%} and {task['test_split']} = {1 - ratio:.0%} of the "
             f"'{task['split_from']}' split of the {task['source']} data, by a fixed shuffle "
-            f"(seed {SPLIT_SHUFFLE_SEED}) of its rows")
+            f"(seed {SPLIT_SHUFFLE_SEED}) of its "
+            + (f"groups of rows with one {task['split_group']}" if task.get("split_group") else "rows"))

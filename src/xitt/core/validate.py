@@ -117,6 +117,16 @@ def position_limit(model: Mapping[str, Any]) -> int | None:
     return int(positions) - offset
 
 
+def encoder_layers(model: Mapping[str, Any]) -> int | None:
+    """The transformer layers of a local checkpoint (its config.json), when it is on this machine."""
+    config = Path(str(model.get("name_or_path", ""))) / "config.json"
+    if not config.is_file():
+        return None
+    settings = json.loads(config.read_text())
+    layers = settings.get("num_hidden_layers") or settings.get("num_layers") or settings.get("n_layers")
+    return int(layers) if layers else None
+
+
 def check_cell(cfg: Any, model: Mapping[str, Any], tasks: Mapping[str, Mapping[str, Any]],
                eval_langs: list[str]) -> None:
     """The checks of a composed cell that need no data. `tasks` maps each config group with a
@@ -157,7 +167,13 @@ def check_cell(cfg: Any, model: Mapping[str, Any], tasks: Mapping[str, Mapping[s
             _fail(f"`freezing.{key}` is not a freezing setting; {_closest(str(key), list(FREEZING_KEYS))}"
                   f"The settings are: {', '.join(FREEZING_KEYS)}.")
     check_whole(cfg.freezing.get("k", 0), "freezing.k", 0, "a whole number >= 0 (layers frozen)")
-    layers = model.get("num_hidden_layers")
+    if model.get("keep_layers") is not None:
+        check_whole(model["keep_layers"], "model.keep_layers", 1, "a whole number >= 1 (bottom layers kept)")
+        full = encoder_layers(model)
+        if full is not None and int(model["keep_layers"]) > full:
+            _fail(f"`model.keep_layers={model['keep_layers']}` but {model['name_or_path']} has {full} layers; "
+                  f"pick 1..{full}.")
+    layers = model.get("keep_layers") or model.get("num_hidden_layers") or encoder_layers(model)
     if cfg.freezing.get("mode") == "bottom_k" and layers is not None and int(cfg.freezing.k) > int(layers):
         _fail(f"`freezing.k={cfg.freezing.k}` but {model['family']} {model['size']} has {layers} layers; "
               f"pick 0..{layers}.")
