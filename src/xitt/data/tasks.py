@@ -406,10 +406,19 @@ def _carve(task: Mapping[str, Any], whole: datasets.Dataset, split: str) -> data
     if not 0 < ratio < 1:
         raise XittError(f"Task '{task['name']}' has split_ratio={ratio}; it is the training share "
                         f"of the carved split and must lie strictly between 0 and 1 (e.g. 0.7).")
-    order = np.random.default_rng(SPLIT_SHUFFLE_SEED).permutation(len(whole))
-    cut = int(round(ratio * len(whole)))
-    rows = order[:cut] if split == task["train_split"] else order[cut:]
-    return whole.select(sorted(rows.tolist()))
+    # Rows of one group (`split_group`: consecutive rows with the same value of that field,
+    # e.g. XNLI's three hypotheses of a premise) stay on one side of the cut, so that no test
+    # pair shares its premise, or in another language its translation, with a training pair.
+    group_field = task.get("split_group")
+    if group_field:
+        values = whole[group_field]
+        groups = np.cumsum([0] + [int(a != b) for a, b in zip(values, values[1:])])
+    else:
+        groups = np.arange(len(whole))
+    order = np.random.default_rng(SPLIT_SHUFFLE_SEED).permutation(int(groups[-1]) + 1 if len(whole) else 0)
+    cut = int(round(ratio * len(order)))
+    kept = set((order[:cut] if split == task["train_split"] else order[cut:]).tolist())
+    return whole.select([row for row, group in enumerate(groups) if group in kept])
 
 
 def _sample(task: Mapping[str, Any], rows: datasets.Dataset, lang: str, setting: str) -> datasets.Dataset:

@@ -41,7 +41,23 @@ def build_encoder(model: Mapping[str, Any], vocab_size: int, pad_token_id: int, 
         )
         torch.manual_seed(seed)
         return transformers.XLMRobertaModel(config)
-    return load_encoder(model["name_or_path"], model.get("encoder_class", "AutoModel"))
+    encoder = load_encoder(model["name_or_path"], model.get("encoder_class", "AutoModel"))
+    if model.get("keep_layers"):
+        keep_bottom_layers(encoder, int(model["keep_layers"]))
+    return encoder
+
+
+def keep_bottom_layers(encoder: nn.Module, keep: int) -> None:
+    """Drop all but the bottom `keep` transformer layers of a pretrained encoder (as in
+    layer-dropping studies: the smaller model is still real pretrained weights). The config
+    says so too, so a stored artifact of it loads with `keep` layers."""
+    layers = _layer_list(encoder)
+    if not 1 <= keep <= len(layers):
+        raise XittError(f"model.keep_layers={keep} but the encoder has {len(layers)} layers; pick 1..{len(layers)}.")
+    del layers[keep:]
+    for name in ("num_hidden_layers", "num_layers", "n_layers"):
+        if hasattr(encoder.config, name):
+            setattr(encoder.config, name, keep)
 
 
 def load_encoder(name_or_path: str | Path, encoder_class: str = "AutoModel") -> nn.Module:

@@ -1,0 +1,47 @@
+"""The depth ladder (a real pretrained encoder with its bottom L layers kept) and the XNLI
+carving by premise that the smoke ladders run on."""
+
+import pytest
+
+from conftest import compose
+from xitt.core.cell import Cell
+from xitt.core.taskspec import split_note
+from xitt.data.tasks import load_split
+
+
+def test_keep_layers_keeps_the_bottom_layers_of_the_pretrained_weights(shared, tmp_path):
+    import torch
+
+    from xitt.models.encoder import build_encoder, count_parameters, load_encoder
+
+    full = Cell.from_config(compose("model=e5_depth_l12", f"model.name_or_path={shared}/models/multilingual-e5-small"))
+    small = Cell.from_config(compose("model=e5_depth_l3", f"model.name_or_path={shared}/models/multilingual-e5-small"))
+    assert small.model["keep_layers"] == 3 and small.cell_key != full.cell_key
+    whole, kept = build_encoder(full.model, 0, 0, seed=1), build_encoder(small.model, 0, 0, seed=1)
+    assert len(kept.encoder.layer) == kept.config.num_hidden_layers == 3
+    assert count_parameters(kept) < count_parameters(whole)
+    for mine, theirs in zip(kept.encoder.layer.parameters(), whole.encoder.layer[:3].parameters()):
+        assert torch.equal(mine, theirs)  # the same pretrained weights, not a new initialisation
+    kept.save_pretrained(tmp_path)  # a stored artifact loads with its 3 layers
+    assert len(load_encoder(tmp_path).encoder.layer) == 3
+
+
+def test_keep_layers_beyond_the_encoder_is_refused(shared):
+    from xitt import XittError
+
+    with pytest.raises(XittError, match=r"keep_layers=20.*12 layers"):
+        Cell.from_config(compose("model=hf", f"model.name_or_path={shared}/models/multilingual-e5-small",
+                                 "+model.keep_layers=20"))
+
+
+def test_xnli_dev_carved_by_premise_shares_no_premise_between_train_and_test(shared):
+    cell = Cell.from_config(compose("experiment=smoke_ladder_xnli", "size=l3", "itt=none",
+                                    f"target.path={shared}/data/xnli"))
+    train = load_split(cell.target, "en", "train")
+    tests = {lang: load_split(cell.target, lang, "test") for lang in ("en", "de", "zh")}
+    assert len(train) + len(tests["en"]) == 2490 and len(train) % 3 == 0  # whole premises of three
+    assert not set(train["premise"]) & set(tests["en"]["premise"])
+    # The test set is the same pairs in every language, none of them a training pair's translation.
+    assert tests["de"]["id"] == tests["zh"]["id"] == tests["en"]["id"]
+    assert not set(train["id"]) & set(tests["de"]["id"])
+    assert "groups of rows with one premise" in split_note(cell.target)
