@@ -55,8 +55,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict]:
     from transformers import AutoTokenizer
 
     from xitt.core.cell import Stage
-    from xitt.core.records import read_records
-    from xitt.stages.pipeline import CellRunner, format_scores
+    from xitt.core.records import format_scores, read_records
+    from xitt.stages.pipeline import CellRunner
 
     target_dir = Path(cfg.ckpt)
     meta_path = target_dir / "meta.json"

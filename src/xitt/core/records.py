@@ -91,3 +91,20 @@ def pending_langs(cell: Cell, results_dir: Path) -> list[str]:
     return [lang for lang in cell.eval_langs
             if stored_result_key(record_path(results_dir, lang)) != cell.result_key(
                 cell.target_key(cell.train_langs_for(lang)), lang)]
+
+
+# The scores besides F1 that a task's records may carry, with their column titles.
+OTHER_SCORES = (("accuracy", "acc"), ("precision", "P"), ("recall", "R"), ("exact_match", "EM"))
+
+
+def format_scores(records: list[dict[str, Any]]) -> str:
+    """The per-language F1 table printed at the end of a cell (with the task's other scores)."""
+    if not records:
+        return ""
+    first = records[0]
+    others = [(name, short) for name, short in OTHER_SCORES if first.get(name) is not None]
+    lines = [f"{first['cell_name']}  (encoder parameters: {first['params']:,})",
+             f"{'lang':<8}{'F1':>8}" + "".join(f"{short:>8}" for _, short in others) + f"{'n':>7}"]
+    lines += [f"{r['lang']:<8}{r['f1']:>8.1f}" + "".join(f"{r[name]:>8.1f}" for name, _ in others) + f"{r['n']:>7}"
+              for r in records]
+    return "\n".join(lines)

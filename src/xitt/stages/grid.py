@@ -21,7 +21,8 @@ from omegaconf import DictConfig
 from xitt import XittError
 from xitt.core.jobs import in_multirun, is_global_zero, set_math_threads, uses_gpu
 from xitt.core.naming import SWEEP_ENV
-from xitt.core.records import record_path
+from xitt.core.cell import Cell
+from xitt.core.records import cell_results_dir, format_scores, pending_langs, read_records, record_path
 from xitt.core.store import write_json_atomic
 from xitt.core.validate import typed
 from xitt.grid_expand import expand_grid
@@ -40,19 +41,27 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     outcome: dict[str, Any] = {"overrides": list(hydra_cfg.overrides.task), "job_dir": str(job_dir)}
     started = time.time()
     try:
-        set_math_threads(typed(cfg.trainer.get("devices"), int) or 1, typed(cfg.get("num_workers"), int) or 0)
-        from xitt.stages.pipeline import CellRunner, format_scores  # torch: only when a cell runs
+        cell = Cell.from_config(cfg)  # every setting checked before anything loads
+        outcome.update(cell=cell.name, cell_key=cell.cell_key)
+        results_dir = cell_results_dir(cfg.paths.results, cell)
+        if pending_langs(cell, results_dir):
+            set_math_threads(typed(cfg.trainer.get("devices"), int) or 1, typed(cfg.get("num_workers"), int) or 0)
+            from xitt.stages.pipeline import CellRunner  # torch: only when a cell has work to do
 
-        runner = CellRunner(cfg, sweep=sweep)
-        outcome.update(cell=runner.cell.name, cell_key=runner.cell.cell_key)
-        records = runner.run()
-        if not runner.ranks.is_zero:  # the other ranks of a multi-process job: rank 0 reports
-            return outcome
-        outcome.update(status="skipped" if runner.skipped else "done",
-                       records=[str(record_path(runner.results_dir, r["lang"]).resolve()) for r in records],
+            runner = CellRunner(cfg, sweep=sweep)
+            records = runner.run()
+            if not runner.ranks.is_zero:  # the other ranks of a multi-process job: rank 0 reports
+                return outcome
+            status = "skipped" if runner.skipped else "done"
+        else:  # a finished cell answers without starting torch
+            log.info("Cell %s: all %d languages already evaluated, nothing to train (skipped).",
+                     cell.name, len(cell.eval_langs))
+            records, status = read_records(results_dir, cell.eval_langs), "skipped"
+        outcome.update(status=status, records=[str(record_path(results_dir, r["lang"]).resolve()) for r in records],
                        f1={r["lang"]: round(r["f1"], 2) for r in records})
-        (job_dir / RECORDS_FILE).write_text("".join(f"{path}\n" for path in outcome["records"]))
-        print(format_scores(records), flush=True)
+        if is_global_zero():
+            (job_dir / RECORDS_FILE).write_text("".join(f"{path}\n" for path in outcome["records"]))
+            print(format_scores(records), flush=True)
     except SystemExit as stop:  # preempted (xitt.stages.resume.Preempted): say where it stopped
         if getattr(stop, "message", None):
             print(f"\nxitt: {stop.message}", file=sys.stderr, flush=True)

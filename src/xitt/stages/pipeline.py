@@ -32,8 +32,8 @@ from xitt.compat import fsdp_full_state_dict, start_ranks
 from xitt.core.cell import Cell, Stage
 from xitt.core.jobs import in_multirun
 from xitt.core.ranks import Ranks
-from xitt.core.records import (PREDICTIONS_SUFFIX, Record, cell_results_dir, pending_langs, read_records,
-                               record_path)
+from xitt.core.records import (OTHER_SCORES, PREDICTIONS_SUFFIX, Record, cell_results_dir, pending_langs,
+                               read_records, record_path)
 from xitt.core.store import ArtifactStore, library_versions, write_json_atomic
 from xitt.core.taskspec import split_note
 from xitt.data.datamodule import NO_OFFSET, TaskDataModule
@@ -417,9 +417,6 @@ def save_trained(out: Path, module: EncoderModule, tokenizer: PreTrainedTokenize
 
 
 # The scores a record may carry besides F1 (None where the task type has no such score).
-OTHER_SCORES = (("accuracy", "acc"), ("precision", "P"), ("recall", "R"), ("exact_match", "EM"))
-
-
 def log_scores(logger, records: list[dict[str, Any]]) -> None:
     """Per-language F1 (and the task's other scores) as scalars `test/<score>/<lang>` and,
     for W&B, as one table."""
@@ -431,16 +428,3 @@ def log_scores(logger, records: list[dict[str, Any]]) -> None:
         logger.log_table(key="test/scores", columns=["lang", *names, "n"],
                          data=[[r["lang"], *(r[name] for name in names), r["n"]] for r in records])
     logger.save()
-
-
-def format_scores(records: list[dict[str, Any]]) -> str:
-    """The per-language F1 table printed at the end of a cell (with the task's other scores)."""
-    if not records:
-        return ""
-    first = records[0]
-    others = [(name, short) for name, short in OTHER_SCORES if first.get(name) is not None]
-    lines = [f"{first['cell_name']}  (encoder parameters: {first['params']:,})",
-             f"{'lang':<8}{'F1':>8}" + "".join(f"{short:>8}" for _, short in others) + f"{'n':>7}"]
-    lines += [f"{r['lang']:<8}{r['f1']:>8.1f}" + "".join(f"{r[name]:>8.1f}" for name, _ in others) + f"{r['n']:>7}"
-              for r in records]
-    return "\n".join(lines)
