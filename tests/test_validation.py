@@ -129,3 +129,12 @@ def test_a_truncated_record_counts_as_missing(tmp_path):
     assert stored_result_key(record) is None
     record.write_text('{"result_key": "abc", "f1": 5}')
     assert stored_result_key(record) == "abc"
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+def test_an_output_root_that_is_a_file_is_refused_before_hydra_writes(tmp_path, multirun):
+    root = tmp_path / "a-file"
+    root.write_text("not a folder")
+    result = run_script("train.py", *(["-m", "seed=1,2"] if multirun else []), "logger=none", f"paths.root={root}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"`paths.root={root}` cannot hold the run's folders (it is a file)" in result.stderr

@@ -106,10 +106,32 @@ def warn_about_gpu_memory(config: DictConfig) -> None:
         log.warning("GPU memory: %s", warning)
 
 
+def check_output_root(config: DictConfig) -> None:
+    """Before Hydra makes its job folders under `paths.root`: stop with one paragraph when
+    the root cannot hold them (a file, a folder this user cannot write)."""
+    root = Path(str(config.paths.root))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".xitt-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        reason = "it is a file" if root.is_file() else error.strerror.lower()
+        print(f"\nxitt: The output root `paths.root={root}` cannot hold the run's folders ({reason}). "
+              f"Point `paths.root` (or the XITT_ROOT variable) at a folder you can write, e.g. "
+              f"`paths.root=outputs`.", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
 class GridSummary(Callback):
-    """At the end of a multirun: how many cells trained, were skipped or failed (and why)."""
+    """Before a run or grid: the output root is usable. At the end of a multirun: how many
+    cells trained, were skipped or failed (and why)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_output_root(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_output_root(config)
         self.started = time.time()
         warn_about_gpu_memory(config)
 
