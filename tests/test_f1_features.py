@@ -63,8 +63,10 @@ def _check_first_subword_labels(tokenizer, starts_word):
     special = set(tokenizer.all_special_tokens)
     # Labelled positions are exactly the word-initial pieces, as the tokenizer's own marker
     # says (word_ids() is what the code uses; the marker is an independent check).
+    # A bare "▁" piece carries no part of its word: the piece after it starts the word.
     labelled = [piece for piece, label in zip(pieces, labels) if label != IGNORE_INDEX]
-    assert labelled == [piece for piece in pieces if piece not in special and starts_word(piece)]
+    assert labelled == [piece for before, piece in zip(["<none>", *pieces], pieces) if piece not in special
+                        and (before == "▁" or (starts_word(piece) and piece != "▁"))]
     assert [NER_LABELS[label] for label in labels if label != IGNORE_INDEX] == SENTENCE["tags"]
     assert all(label == IGNORE_INDEX for piece, label in zip(pieces, labels) if piece in special)
     # "Zuccalmaglio" is split into several pieces, of which only the first is labelled.
@@ -81,6 +83,18 @@ def _check_first_subword_labels(tokenizer, starts_word):
 def test_subword_labels_sentencepiece(e5):
     features = _check_first_subword_labels(e5, lambda piece: piece.startswith("▁"))
     assert e5.convert_ids_to_tokens(features["input_ids"][0])[1] == "▁Anton"
+
+
+def test_a_bare_space_marker_is_not_a_words_first_subword(e5):
+    # XLM-R's sentencepiece writes most Chinese words as a bare "▁" and then the word's pieces.
+    words = {"tokens": ["我們", "是", "學生", "。"], "tags": ["B-PER", "O", "B-LOC", "O"]}
+    features = tag_features(e5, [words], NER_LABELS, max_length=32)
+    pieces = e5.convert_ids_to_tokens(features["input_ids"][0])
+    assert pieces[2:5] == ["▁", "是", "▁"]
+    assert [pieces[position] for position in features["word_positions"][0]] == ["▁我們", "是", "學", "。"]
+    labels = features["labels"][0]
+    assert [NER_LABELS[labels[position]] for position in features["word_positions"][0]] == words["tags"]
+    assert sum(label != IGNORE_INDEX for label in labels) == 4
 
 
 def test_subword_labels_wordpiece(wordpiece):

@@ -27,6 +27,7 @@ import numpy as np
 from xitt import XittError
 
 IGNORE_INDEX = -100
+SPACE_MARKER = "▁"  # sentencepiece's word-start marker, as a token of its own
 
 
 def _check_fast(tokenizer: Any) -> None:
@@ -48,8 +49,8 @@ def tag_features(tokenizer: Any, examples: Sequence[dict[str, Any]], label_list:
     * "input_ids", "attention_mask" (and "token_type_ids" when the tokenizer makes them);
     * "labels": the index of the word's tag in `label_list` at each word's first sub-word,
       -100 elsewhere;
-    * "word_positions": per word, the position of its first sub-word, or -1 when the word
-      has none (cut by truncation, or a word the tokenizer turns into no token at all);
+    * "word_positions": per word, the position of its first sub-word (not counting a bare
+      "▁" piece, which carries no part of the word), or -1 when the word has none (cut by truncation, or a word the tokenizer turns into no token at all);
     * "n_words": how many leading words survived truncation (the last word with a token,
       plus one); the words after them were cut.
     """
@@ -62,16 +63,22 @@ def tag_features(tokenizer: Any, examples: Sequence[dict[str, Any]], label_list:
     for number, example in enumerate(examples):
         tags = example.get("tags")
         positions = [-1] * len(example["tokens"])
-        labels = []
-        previous = None
-        for position, word in enumerate(encoding.word_ids(number)):
-            # A word's sub-words are consecutive, so a change of word id marks a first sub-word.
-            if word is None or word == previous:
-                labels.append(IGNORE_INDEX)
-            else:
+        word_ids, pieces = encoding.word_ids(number), encoding.tokens(number)
+        for position, word in enumerate(word_ids):
+            # A word's sub-words are consecutive, so a new word id marks a first sub-word;
+            # but a sentencepiece tokenizer puts a bare "▁" before a word that has no
+            # piece starting with the marker (XLM-R before most Chinese and Japanese
+            # words): the word's first real sub-word is the one after it.
+            if word is None:
+                continue
+            first = positions[word]
+            if first < 0 or (position == first + 1 and pieces[first] == SPACE_MARKER):
                 positions[word] = position
-                labels.append(IGNORE_INDEX if tags is None else _tag_index(tags[word], label_index, example))
-            previous = word
+        labels = [IGNORE_INDEX] * len(word_ids)
+        if tags is not None:
+            for word, position in enumerate(positions):
+                if position >= 0:
+                    labels[position] = _tag_index(tags[word], label_index, example)
         kept = [word for word, position in enumerate(positions) if position >= 0]
         features["labels"].append(labels)
         features["word_positions"].append(positions)
