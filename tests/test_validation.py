@@ -138,3 +138,19 @@ def test_an_output_root_that_is_a_file_is_refused_before_hydra_writes(tmp_path, 
     result = run_script("train.py", *(["-m", "seed=1,2"] if multirun else []), "logger=none", f"paths.root={root}")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"`paths.root={root}` cannot hold the run's folders (it is a file)" in result.stderr
+
+
+def test_data_problems_stop_the_cell_before_any_training(tmp_path):
+    """A label the task does not know, in a test file of a language evaluated last: found
+    when the cell starts, before the ITT and target stages train."""
+    data = tmp_path / "data"
+    (data / "english").mkdir(parents=True)
+    (data / "german").mkdir()
+    (data / "english" / "train.csv").write_text("text,label\ngood,positive\nbad,negative\nok,neutral\n")
+    (data / "english" / "test.csv").write_text("text,label\ngood,positive\n")
+    (data / "german" / "test.csv").write_text("text,label\ngut,positiv\n")
+    result = run_script("train.py", "target=sentiment", "target.source=local", f"target.path={data}",
+                        "target_lang.langs=[en,de]", "logger=none", f"paths.root={tmp_path / 'out'}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "german/test.csv" in result.stderr and "'positiv'" in result.stderr and "label_map" in result.stderr
+    assert not (tmp_path / "out" / "store" / "itt").exists()  # the demo ITT never started

@@ -38,7 +38,7 @@ from xitt.core.store import ArtifactStore, library_versions, write_json_atomic
 from xitt.core.taskspec import split_note
 from xitt.data.datamodule import NO_OFFSET, TaskDataModule
 from xitt.data.f1_features import best_spans, word_tags
-from xitt.data.tasks import missing_data_assets, task_type
+from xitt.data.tasks import load_split, missing_data_assets, task_type
 from xitt.data.tokenizer import load_tokenizer
 from xitt.metrics import qa as qa_metrics
 from xitt.metrics.predictions import prediction_scores
@@ -116,8 +116,10 @@ class CellRunner:
         written: dict[str, dict[str, Any]] = {}
         if pending:
             self.check_assets()
+            stages = self.cell.stages(pending)
+            self.check_data(stages)
             tokenizer = load_tokenizer(self.cell.model, self.store)
-            for stage in self.cell.stages(pending):
+            for stage in stages:
                 if stage.trains:
                     self.train(stage, tokenizer)
                 else:
@@ -145,6 +147,22 @@ class CellRunner:
                 f"first on a machine with network with `python -m xitt.prepare <the same overrides>`; "
                 f"for local files, point the task's `path` at the folder that holds them."
             )
+
+    def check_data(self, stages: list[Stage]) -> None:
+        """Read every split that the stages still to run need, before any training: a
+        missing column, an unknown label, an empty split or a few-shot k larger than a class
+        fails now, naming the file, not after the intermediate task has trained for hours."""
+        for stage in stages:
+            if stage.trains and self.store.has(stage.store, stage.key):
+                continue
+            for task, lang, split in stage.data_needs():
+                if len(load_split(task, lang, split)) == 0:
+                    raise XittError(
+                        f"Task '{task['name']}' has no examples in its '{split}' split for {lang} "
+                        f"({task['source']} source{', ' + str(task.get('path')) if task.get('path') else ''}). "
+                        f"Check the data files, or the task's split settings (`train_split`, `test_split`, "
+                        f"`split_ratio`, `train_sample`)."
+                    )
 
     # -- stages ------------------------------------------------------------------------
 
