@@ -16,15 +16,15 @@ from .languages import language_groups
 from .plots import plot_f1_vs_size, plot_gain_by_group, plot_gain_heatmap, plot_gain_vs_size
 from .records import ReportError, Results, find_record_candidates, load_results
 from .report import answers, build_report, by_setting, setting_title, write_report
-from .stats import (MIN_SEEDS_FOR_CLAIM, Estimate, bootstrap_macro_f1, combine, macro_f1,
-                    pool_seeds)
+from .stats import (MIN_SEEDS_FOR_CLAIM, Estimate, bootstrap_macro_f1, bootstrap_ratio,
+                    combine, macro_f1, pool_seeds, ratio_score)
 from .tables import interval_matrix, to_markdown, trend_table
 
 __all__ = [
     "MIN_SEEDS_FOR_CLAIM", "Analysis", "Estimate", "ReportError", "Results", "analyse",
-    "answers", "bootstrap_macro_f1", "build_report", "by_setting", "combine",
-    "find_record_candidates", "interval_matrix", "language_groups", "load_results",
-    "macro_f1", "plot_f1_vs_size", "plot_gain_by_group", "plot_gain_heatmap",
-    "plot_gain_vs_size", "pool_seeds", "setting_title", "to_markdown", "trend_table",
-    "write_report",
+    "answers", "bootstrap_macro_f1", "bootstrap_ratio", "build_report", "by_setting",
+    "combine", "find_record_candidates", "interval_matrix", "language_groups",
+    "load_results", "macro_f1", "plot_f1_vs_size", "plot_gain_by_group",
+    "plot_gain_heatmap", "plot_gain_vs_size", "pool_seeds", "ratio_score", "setting_title",
+    "to_markdown", "trend_table", "write_report",
 ]

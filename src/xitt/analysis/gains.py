@@ -38,9 +38,9 @@ import numpy as np
 import pandas as pd
 
 from .languages import language_groups
-from .records import CELL_KEYS, NO_ITT, SETTING_KEYS, Results
-from .stats import (Estimate, bootstrap_macro_f1, combine, macro_f1, pool_seeds,
-                    slope_weights, stable_rng)
+from .records import CELL_KEYS, MACRO_F1, NO_ITT, SETTING_KEYS, Predictions, Results
+from .stats import (Estimate, bootstrap_macro_f1, bootstrap_ratio, combine, macro_f1,
+                    pool_seeds, ratio_score, slope_weights, stable_rng)
 
 OK = "ok"
 MISSING_COUNTERPART = "missing_counterpart"
@@ -127,18 +127,15 @@ def _run_estimates(results: Results, n_bootstrap: int, seed: int) -> dict[int, E
     estimates = {}
     by_test_set = defaultdict(list)
     for record_id, predictions in results.predictions.items():
-        by_test_set[predictions.test_set].append(record_id)
-    for test_set, record_ids in by_test_set.items():
+        # keyed by the metric too: records scored differently cannot be resampled together
+        by_test_set[predictions.metric, predictions.test_set].append(record_id)
+    for (_, test_set), record_ids in by_test_set.items():
         members = [results.predictions[record_id] for record_id in record_ids]
-        n_classes = max(p.n_classes for p in members)
-        replicates = bootstrap_macro_f1(np.stack([p.gold for p in members]),
-                                        np.stack([p.pred for p in members]), n_classes,
-                                        n_bootstrap, stable_rng(seed, test_set))
-        for record_id, member, member_replicates in zip(record_ids, members, replicates):
-            f1 = macro_f1(member.gold, member.pred, n_classes)
+        f1s, replicates = _recomputed_f1(members, n_bootstrap, stable_rng(seed, test_set))
+        for record_id, f1, member_replicates in zip(record_ids, f1s, replicates):
             if abs(recorded_f1[record_id] - f1) > F1_MISMATCH_TOLERANCE:
                 warnings.warn(f"{paths[record_id]}: recorded F1 {recorded_f1[record_id]:.2f} "
-                              f"but the macro-F1 of its predictions is {f1:.2f}; the report "
+                              f"but the F1 of its predictions is {f1:.2f}; the report "
                               "uses the latter", stacklevel=3)
             estimates[record_id] = Estimate(f1, member_replicates)
     for record_id, f1 in enumerate(recorded_f1):
@@ -146,6 +143,23 @@ def _run_estimates(results: Results, n_bootstrap: int, seed: int) -> dict[int, E
             estimates[record_id] = Estimate(f1, np.full(n_bootstrap, f1),
                                             examples_resampled=False)
     return estimates
+
+
+def _recomputed_f1(members: list[Predictions], n_bootstrap: int,
+                   rng: np.random.Generator) -> tuple[list[float], np.ndarray]:
+    """The F1 of each of the records of one test set (all of one metric), recomputed from
+    their predictions, and its replicates on resamples shared by all of them."""
+    if members[0].metric == MACRO_F1:
+        n_classes = max(p.n_classes for p in members)
+        gold, pred = np.stack([p.gold for p in members]), np.stack([p.pred for p in members])
+        f1s = [macro_f1(member_gold, member_pred, n_classes)
+               for member_gold, member_pred in zip(gold, pred)]
+        return f1s, bootstrap_macro_f1(gold, pred, n_classes, n_bootstrap, rng)
+    terms = [p.ratio_terms() for p in members]
+    numerators = np.stack([numerator for numerator, _ in terms])
+    denominators = np.stack([denominator for _, denominator in terms])
+    f1s = ratio_score(numerators.sum(axis=1), denominators.sum(axis=1)).tolist()
+    return f1s, bootstrap_ratio(numerators, denominators, n_bootstrap, rng)
 
 
 def _summary(records: pd.DataFrame, run_estimates: Mapping[int, Estimate],

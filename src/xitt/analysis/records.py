@@ -9,9 +9,10 @@ broken record, a missing predictions file and a record superseded by a later eva
 of the same run are all kept in ``Results.problems`` / ``Results.superseded`` for the
 report to show.
 
-Per-example predictions are sorted by example id, so position i is the same example in
-every record of one test set, and each test set gets an identifier (target task plus a
-hash of its ids) that the bootstrap uses to resample paired records together.
+Per-example predictions are reduced to what the task's F1 is computed from, example by
+example (``Predictions``), and sorted by example id, so position i is the same example in
+every record of one test set; each test set gets an identifier (target task plus a hash
+of its ids) that the bootstrap uses to resample paired records together.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import pandas as pd
 
 from xitt import XittError
 from xitt.core.records import PREDICTIONS_SUFFIX, Record
+from xitt.metrics.qa import qa_example_scores
+from xitt.metrics.tagging import entity_counts, token_counts
 
 NO_ITT = "none"
 RECORDS_LIST = "records.txt"
@@ -52,14 +55,44 @@ class ReportError(XittError, ValueError):
     """A report cannot be built from the given sources (the message says what to do)."""
 
 
+# What a record's F1 is (``Predictions.metric``): classification's macro-F1, NER's entity
+# F1, POS's word accuracy (the "F1" XTREME reports for it) and extractive QA's SQuAD F1.
+MACRO_F1, ENTITY_F1, WORD_ACCURACY, QA_F1 = "macro_f1", "entity_f1", "word_accuracy", "qa_f1"
+
+
 @dataclass(frozen=True, eq=False)
 class Predictions:
-    """One record's per-example predictions, sorted by example id."""
+    """One record's predictions, sorted by example id, as the per-example statistics that
+    its F1 is computed from.  An example is what the bootstrap resamples: a text, a
+    sentence or a question, never a token, because the test set samples those units.
+
+    Macro-F1 needs the whole confusion matrix, so classification keeps the ``gold`` and
+    ``pred`` class indices.  The other F1s are ratios of sums over examples, so ``counts``
+    keeps one row of counts per example: (true positive, predicted, gold) entities of a
+    sentence for NER, (correct, all) words of a sentence for POS, and (F1, exact match) of
+    a question, in 0-1, for QA.
+    """
 
     test_set: str
-    gold: np.ndarray
-    pred: np.ndarray
-    n_classes: int
+    metric: str
+    gold: np.ndarray | None = None
+    pred: np.ndarray | None = None
+    n_classes: int = 0
+    counts: np.ndarray | None = None
+
+    def ratio_terms(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each example's part of the numerator and of the denominator of the F1 (0-1), so
+        that the F1 of any resample is the ratio of its sums (``stats.ratio_score``)."""
+        if self.metric == ENTITY_F1:  # conlleval's 2PR / (P + R) is 2 TP / (predicted + gold)
+            tp, n_pred, n_gold = self.counts.T
+            return 2.0 * tp, n_pred + n_gold
+        if self.metric == WORD_ACCURACY:
+            correct, total = self.counts.T
+            return correct, total
+        if self.metric == QA_F1:  # the mean over questions
+            f1 = self.counts[:, 0]
+            return f1, np.ones_like(f1)
+        raise ValueError(f"{self.metric} is not a ratio of sums over examples")
 
 
 @dataclass
@@ -122,23 +155,67 @@ def read_record(path: Path) -> dict | None:
 
 
 def read_predictions(path: Path, target: str) -> Predictions:
-    """Per-example predictions, sorted by id; examples with a negative gold label are unlabelled."""
+    """A record's per-example statistics (``Predictions``), sorted by example id.
+
+    The file has the format of its ``task_type`` (see ``xitt.metrics.predictions``), and
+    each example is scored by the metric functions the evaluation used, so that summing
+    them gives the record's F1 again.  Classification examples with a negative gold label
+    are unlabelled and left out.
+    """
     data = json.loads(path.read_text(encoding="utf-8"))
     ids = np.asarray([str(i) for i in data["ids"]])
+    if not len(ids) == len(data["gold"]) == len(data["pred"]):
+        raise ValueError(f"ids, gold and pred have different lengths in {path}")
+    kind = data.get("task_type", "classification")
+    if kind != "classification":
+        if len(ids) == 0:
+            raise ValueError(f"no examples in {path}")
+        metric, counts = _example_counts(data, kind, path)
+        test_set, order = _test_set(target, ids)
+        return Predictions(test_set, metric, counts=counts[order])
     gold = np.asarray(data["gold"], dtype=np.int64)
     pred = np.asarray(data["pred"], dtype=np.int64)
-    if not len(ids) == len(gold) == len(pred):
-        raise ValueError(f"ids, gold and pred have different lengths in {path}")
     labelled = gold >= 0
     ids, gold, pred = ids[labelled], gold[labelled], pred[labelled]
     if len(gold) == 0:
         raise ValueError(f"no labelled examples in {path}")
     if pred.min() < 0:
         raise ValueError(f"negative predicted labels in {path}")
+    n_classes = int(max(len(data.get("labels") or ()), gold.max() + 1, pred.max() + 1))
+    test_set, order = _test_set(target, ids)
+    return Predictions(test_set, MACRO_F1, gold=gold[order], pred=pred[order],
+                       n_classes=n_classes)
+
+
+def _test_set(target: str, ids: np.ndarray) -> tuple[str, np.ndarray]:
+    """The identifier of the target's test set with these example ids, and the order that
+    sorts the examples by id."""
     order = np.argsort(ids, kind="stable")
     ids_digest = hashlib.sha256("\n".join(ids[order]).encode()).hexdigest()[:16]
-    n_classes = int(max(len(data.get("labels") or ()), gold.max() + 1, pred.max() + 1))
-    return Predictions(f"{target}:{ids_digest}", gold[order], pred[order], n_classes)
+    return f"{target}:{ids_digest}", order
+
+
+def _example_counts(data: dict, kind: str, path: Path) -> tuple[str, np.ndarray]:
+    """The metric of a tagging or QA predictions file and its counts per example, in file
+    order (see ``Predictions``)."""
+    gold, pred = data["gold"], data["pred"]
+    if kind == "qa":
+        lang = data.get("lang")  # None: SQuAD's English normalisation, as at evaluation
+        return QA_F1, np.array([qa_example_scores(p, g, lang) for p, g in zip(pred, gold)],
+                               dtype=np.float64)
+    if kind != "tagging":
+        raise ValueError(f"{path} has task_type {kind!r}; the report reads classification, "
+                         "tagging and qa predictions")
+    count = {ENTITY_F1: entity_counts, WORD_ACCURACY: token_counts}.get(data.get("metric"))
+    if count is None:
+        raise ValueError(f"{path} has tagging metric {data.get('metric')!r}; the report reads "
+                         f"{ENTITY_F1} and {WORD_ACCURACY}")
+    # A truncated prediction must not be scored as if its missing words did not exist
+    # (entity_counts, unlike the evaluation's entity_scores, does not check this).
+    if any(len(g) != len(p) for g, p in zip(gold, pred)):
+        raise ValueError(f"a sentence has more or fewer predicted tags than gold tags in {path}")
+    return data["metric"], np.array([count(g, p) for g, p in zip(gold, pred)],
+                                    dtype=np.float64)
 
 
 def load_results(sources: Iterable[str | Path]) -> Results:
@@ -179,7 +256,8 @@ def load_results(sources: Iterable[str | Path]) -> Results:
             continue
         try:
             predictions[row.Index] = read_predictions(predictions_path, row.target)
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (OSError, ValueError, KeyError, TypeError, XittError) as error:
+            # XittError: a tag outside IOB2 or a question without gold answers
             problems.append(f"unreadable predictions {predictions_path}: {error}")
     return Results(records, predictions, table[is_superseded].reset_index(drop=True),
                    sources, problems)

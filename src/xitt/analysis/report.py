@@ -229,7 +229,10 @@ def _missing_and_problems(analysis: Analysis) -> list[str]:
 
 def _method_text(analysis: Analysis) -> str:
     return (
-        "Macro-F1 is recomputed from the per-example predictions. A gain pairs the ITT and "
+        "F1 is the target task's own (macro-F1 for classification, entity F1 for NER, word "
+        "accuracy for POS, SQuAD token F1 for QA), recomputed from the per-example "
+        "predictions; the test examples resampled are texts, sentences or questions (never "
+        "tokens). A gain pairs the ITT and "
         "no-ITT runs of the same seeds (seeds without a twin are listed in gains.csv, "
         "`unused_seeds`). The question is whether ITT changes F1 over training randomness "
         "and the test sample, so an interval adds two independent parts in quadrature. Seed "

@@ -5,12 +5,16 @@ randomness* (other seeds train other models) *and the test sample* (the test set
 sample of the language's examples).  Both are sources of noise; this module estimates
 them separately and adds them at the end:
 
-* **Test examples.**  Macro-F1 is recomputed on bootstrap resamples of the examples.
-  Every model scored on the same test set is resampled with the *same* index matrix, so
-  differences between two models are paired (the same hard examples are drawn for both),
-  and sums over sizes keep the correlation of a shared test set.  Each example's (gold,
-  predicted) pair is one cell of the confusion matrix, so the confusion matrices of
-  thousands of resamples come from one matrix product of draw counts.
+* **Test examples.**  The task's F1 is recomputed on bootstrap resamples of its examples
+  (texts, sentences or questions: the units the test set samples, never the tokens in
+  them).  Every model scored on the same test set is resampled with the *same* index
+  matrix, so differences between two models are paired (the same hard examples are drawn
+  for both), and sums over sizes keep the correlation of a shared test set.  A resample
+  is turned into how often it draws each example, so thousands of resamples are a few
+  matrix products: for macro-F1 (classification) each example's (gold, predicted) pair
+  is one cell of the confusion matrix; the other F1s are ratios of sums over examples
+  (entity F1 = 2 TP / (predicted + gold entities), word accuracy = correct / words, QA F1
+  = mean over questions), so a resample's sums are draw counts times per-example counts.
 * **Seeds.**  A grid affords 2-5 seeds.  A bootstrap over so few seeds understates the
   spread (the variance of its mean is (k-1)/k of the unbiased one and it takes only a few
   distinct values), so the seed part uses the between-seed variance of the estimate
@@ -88,9 +92,7 @@ def bootstrap_macro_f1(gold: np.ndarray, preds: np.ndarray, n_classes: int,
     done = 0
     for chunk in resample_indices(n_examples, n_resamples, rng):
         rows = len(chunk)
-        row_offsets = np.arange(rows)[:, None] * n_examples
-        draws = np.bincount((chunk + row_offsets).ravel(), minlength=rows * n_examples)
-        draws = draws.reshape(rows, n_examples).astype(np.float32)  # exact below 2**24
+        draws = _draw_counts(chunk).astype(np.float32)  # exact below 2**24
         for first in range(0, n_systems, systems_per_block):
             block = cells[first:first + systems_per_block]
             confusion = (draws @ _one_hot_cells(block, cells_per_matrix)).astype(np.float64)
@@ -99,6 +101,46 @@ def bootstrap_macro_f1(gold: np.ndarray, preds: np.ndarray, n_classes: int,
                 confusion).T
         done += rows
     return scores
+
+
+def bootstrap_ratio(numerators: np.ndarray, denominators: np.ndarray, n_resamples: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """``ratio_score`` of several systems on the same bootstrap resamples of one test set.
+
+    ``numerators`` and ``denominators`` hold each example's part of the two sums, shaped
+    (n,) or (systems, n); returns (systems, n_resamples).  The resamples are those that
+    ``bootstrap_macro_f1`` draws from the same generator, the same for every system (so
+    differences are paired), and a chunk's sums are one matrix product of draw counts.
+    """
+    numerators = np.atleast_2d(numerators).astype(np.float64)
+    denominators = np.atleast_2d(denominators).astype(np.float64)
+    n_systems, n_examples = numerators.shape
+    scores = np.empty((n_systems, n_resamples))
+    done = 0
+    for chunk in resample_indices(n_examples, n_resamples, rng):
+        draws = _draw_counts(chunk).astype(np.float64)  # QA numerators are fractions
+        scores[:, done:done + len(chunk)] = ratio_score(draws @ numerators.T,
+                                                        draws @ denominators.T).T
+        done += len(chunk)
+    return scores
+
+
+def ratio_score(numerator_sums: np.ndarray, denominator_sums: np.ndarray) -> np.ndarray:
+    """100 x numerator / denominator, and 0 where the denominator is 0 (as the metrics
+    score a set without entities or words)."""
+    numerator_sums = np.asarray(numerator_sums, dtype=np.float64)
+    denominator_sums = np.asarray(denominator_sums, dtype=np.float64)
+    return 100.0 * np.divide(numerator_sums, denominator_sums,
+                             out=np.zeros(np.broadcast(numerator_sums, denominator_sums).shape),
+                             where=denominator_sums > 0)
+
+
+def _draw_counts(chunk: np.ndarray) -> np.ndarray:
+    """(rows, n_examples): how often each resample (row of ``chunk``) draws each example."""
+    rows, n_examples = chunk.shape
+    row_offsets = np.arange(rows)[:, None] * n_examples
+    draws = np.bincount((chunk + row_offsets).ravel(), minlength=rows * n_examples)
+    return draws.reshape(rows, n_examples)
 
 
 def _one_hot_cells(cells: np.ndarray, cells_per_matrix: int) -> np.ndarray:
