@@ -31,8 +31,11 @@ def prediction_scores(predictions: dict[str, Any]) -> dict[str, float]:
         if predictions["metric"] == "entity_f1":
             scores = entity_scores(gold, pred)
             return {"f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"], "n": len(gold)}
-        accuracy = token_accuracy(gold, pred)
-        return {"f1": accuracy, "accuracy": accuracy, "n": len(gold)}
+        if predictions["metric"] == "word_accuracy":
+            accuracy = token_accuracy(gold, pred)
+            return {"f1": accuracy, "accuracy": accuracy, "n": len(gold)}
+        raise XittError(f"A tagging predictions file has metric {predictions['metric']!r}; the tagging metrics "
+                        f"are entity_f1 (NER) and word_accuracy (POS).")
     if kind == "qa":
         return {**qa_scores(pred, gold, predictions.get("lang")), "n": len(gold)}
     raise XittError(f"A predictions file has task_type {kind!r}; the task types are classification, tagging, qa.")

@@ -85,6 +85,7 @@ def _check_aligned(gold_sentences: Sequence[Sequence[str]], pred_sentences: Sequ
 def entity_counts(gold: Sequence[str], pred: Sequence[str]) -> tuple[int, int, int]:
     """(true positives, predicted entities, gold entities) of one sentence, exact span and
     type match."""
+    _check_aligned([gold], [pred])
     gold_spans, pred_spans = iob2_spans(gold), iob2_spans(pred)
     return len(gold_spans & pred_spans), len(pred_spans), len(gold_spans)
 
