@@ -425,8 +425,9 @@ def test_named_studies_compose_and_expand_to_their_grids():
     cell = Cell.from_config(xnli)
     assert cell.target["name"] == "xnli" and cell.eval_langs == XNLI_LANGS and cell.transfer["mode"] == "zero_shot"
     assert cell.model["name_or_path"] == "google/mt5-xl" and cell.itt["rounds"] == [1, 2, 3]
-    assert _sweep_size("experiment=size_sweep_xnli") == 7 * 4 * 3
+    # 7 models x 4 ITT tasks x 3 seeds, checked a slice at a time (each cell is composed)
     assert _sweep_size("experiment=size_sweep_xnli", "seed=1") == 7 * 4
+    assert _sweep_size("experiment=size_sweep_xnli", "model=xlmr_base") == 4 * 3
 
     sentiment = Cell.from_config(compose("experiment=sentiment_transfer", "model=xlmr_base", "target=marc",
                                          "transfer=target_finetune"))
