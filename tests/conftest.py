@@ -22,6 +22,17 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": 
 os.environ.update(OFFLINE_ENV)
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """`make test` runs the suite on two workers (pytest-xdist, `--dist loadgroup`): the tests
+    that share the demo grid stay on one worker, so the grid is trained once, and so do the
+    SLURM tests, which share one cluster."""
+    for item in items:
+        if "demo_grid" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("demo_grid"))
+        elif item.path.name == "test_slurm.py":
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+
+
 @pytest.fixture
 def shared() -> Path:
     if not (SHARED / "data").is_dir():

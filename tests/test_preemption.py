@@ -14,8 +14,10 @@ from conftest import REPO, run_script
 from xitt.core.store import ArtifactStore
 
 # The demo cell with three short ITT epochs (40 batches each), to interrupt in the second,
-# and a target stage of three epochs (10 batches each).
-OVERRIDES = ["logger=none", "itt.hparams.epochs=3", "+trainer.limit_train_batches=40", "target.hparams.epochs=3"]
+# and a target stage of three epochs (38 batches of 4 each: long enough to be caught between
+# its first checkpoint and its end).
+OVERRIDES = ["logger=none", "itt.hparams.epochs=3", "+trainer.limit_train_batches=40", "target.hparams.epochs=3",
+             "target.hparams.batch_size=4"]
 
 
 def f1_by_lang(root) -> dict[str, float]:
@@ -40,7 +42,7 @@ def wait_for(predicate, process: subprocess.Popen, timeout: float, what: str) ->
             out, err = process.communicate()
             pytest.fail(f"the run ended (status {process.returncode}) before {what}:\n{err[-3000:]}")
         assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
+        time.sleep(0.05)
 
 
 @pytest.mark.slow
