@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline
-GRID ?= model=tiny size=s,m,l itt=none,demo seed=1,2
+GRID ?= model=tiny size=s,m,l itt=none,demo seed=1,2,3
 
 .PHONY: install demo test grid report bench sync plan slurm-test prepare clean
 
@@ -24,9 +24,9 @@ demo: install  ## one offline cell of the smoke-scale study: per-language F1
 	$(OFFLINE) $(PY) train.py
 
 test: install  ## the test suite, offline
-	$(OFFLINE) $(PY) -m pytest -q
+	$(OFFLINE) $(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
-grid: install  ## the demo grid: 3 sizes x (no ITT, ITT) x 2 seeds
+grid: install  ## the demo grid: 3 sizes x (no ITT, ITT) x 3 seeds
 	$(OFFLINE) $(PY) train.py -m $(GRID)
 
 report: install  ## the answer for the demo grid: ITT gain vs size
@@ -35,8 +35,9 @@ report: install  ## the answer for the demo grid: ITT gain vs size
 prepare: install  ## on a machine with network: fill the HF caches for the grid (GRID=...)
 	$(PY) -m xitt.prepare -m $(GRID)
 
-bench: install  ## wall-clock figures of the issues (see scripts/bench.py)
-	$(OFFLINE) $(PY) scripts/bench.py
+bench: install  ## one table of ratios: xitt vs Trainer vs a plain loop, eval, tokenisation, grid, start-up (benchmarks/)
+	$(PY) -m pip install --quiet -r benchmarks/requirements.txt || echo "bench: accelerate not installed: the Trainer rows are skipped"
+	$(OFFLINE) $(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 sync: install  ## upload offline W&B runs (after `wandb login`)
 	PATH=$(VENV)/bin:$$PATH scripts/sync-wandb.sh

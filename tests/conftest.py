@@ -5,12 +5,15 @@ writes offline runs. Tests that need the real assets beside the repository (`../
 skip with the reason when it is absent.
 """
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from xitt.core.store import ArtifactStore
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -22,15 +25,17 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": 
 os.environ.update(OFFLINE_ENV)
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    """`make test` runs the suite on two workers (pytest-xdist, `--dist loadgroup`): the tests
-    that share the demo grid stay on one worker, so the grid is trained once, and so do the
-    SLURM tests, which share one cluster."""
-    for item in items:
-        if "demo_grid" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("demo_grid"))
-        elif item.path.name == "test_slurm.py":
-            item.add_marker(pytest.mark.xdist_group("slurm"))
+# The demo task's languages, and what a finished run left behind.
+DEMO_LANGS = ["en", "near", "mid", "far"]
+
+
+def records_under(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((root / "results").rglob("*.json"))
+            if not p.name.endswith(".predictions.json")]
+
+
+def builds(root: Path, kind: str) -> list[str]:
+    return [event["key"] for event in ArtifactStore(root / "store").events() if event["kind"] == kind]
 
 
 @pytest.fixture
@@ -61,7 +66,9 @@ def compose(*overrides: str):
 
 
 # The README's demo grid (`make grid`, two seeds): one run serves every test that needs a
-# finished grid (records, re-runs, failing cells, the report, the notebook, re-evaluation).
+# finished grid (records, re-runs, failing cells, the report, the notebook, re-evaluation,
+# kills). They all live in tests/test_report.py: `make test` runs the suite on two workers
+# with `--dist loadfile`, so one module keeps them on one worker and the grid is trained once.
 DEMO_GRID = ["model=tiny", "size=s,m,l", "itt=none,demo", "seed=1,2"]
 
 

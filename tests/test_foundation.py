@@ -4,29 +4,16 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from hydra.errors import MissingConfigException
 from sklearn.metrics import accuracy_score, f1_score
 
-from conftest import DEMO_GRID, compose, run_script
+from conftest import DEMO_LANGS, builds, compose, records_under, run_script
 from xitt import XittError
 from xitt.core.cell import Cell
 from xitt.core.store import ArtifactStore
 
 RECORD_FIELDS = {"model", "size", "params", "itt", "target", "transfer", "freezing", "seed", "lang", "f1",
                  "accuracy", "n", "cell_key", "config", "versions", "predictions", "result_key"}
-DEMO_LANGS = ["en", "near", "mid", "far"]
-
-
-def records_under(root: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((root / "results").rglob("*.json"))
-            if not p.name.endswith(".predictions.json")]
-
-
-def builds(root: Path, kind: str) -> list[str]:
-    return [event["key"] for event in ArtifactStore(root / "store").events() if event["kind"] == kind]
-
-
 # Tokens a user has in the environment: no file a cell writes may hold them.
 SECRETS = {"WANDB_API_KEY": "fake-wandb-key-0123456789abcdef0123456789abcdef",
            "HF_TOKEN": "hf_fakeTokenThatMustNotLeak0123456789"}
@@ -60,41 +47,6 @@ def test_default_cell_runs_offline_and_prints_per_language_f1(tmp_path):
     assert len(builds(tmp_path, "itt")) == 1 and len(builds(tmp_path, "target")) == 1
     itt_folder = tmp_path / "store" / "itt" / records["en"]["itt_key"]
     assert (itt_folder / "model.safetensors").is_file() and (itt_folder / "meta.json").is_file()
-
-
-def test_grid_writes_one_record_per_cell_and_language(demo_grid):
-    records = records_under(demo_grid)
-    cells = {(r["size"], r["itt"], r["seed"]) for r in records}
-    assert cells == {(size, itt, seed) for size in "sml" for itt in ("none", "demo") for seed in (1, 2)}
-    assert sorted((r["size"], r["itt"], r["seed"], r["lang"]) for r in records) == sorted(
-        (*cell, lang) for cell in cells for lang in DEMO_LANGS)
-    # Each ITT encoder is trained once per distinct ITT key; each target model once per cell.
-    itt_keys = {r["itt_key"] for r in records if r["itt_key"]}
-    assert sorted(builds(demo_grid, "itt")) == sorted(itt_keys) and len(itt_keys) == 3 * 2
-    assert len(builds(demo_grid, "target")) == 12
-    (sweep_dir,) = (demo_grid / "multirun").iterdir()
-    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == sorted(
-        f"itt={itt},model=tiny,seed={seed},size={size}" for size in "sml" for itt in ("none", "demo")
-        for seed in (1, 2))
-
-
-def test_second_run_of_the_grid_trains_nothing(demo_grid):
-    before = ArtifactStore(demo_grid / "store").events()
-    result = run_script("train.py", "-m", *DEMO_GRID, "logger=csv", f"paths.root={demo_grid}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "12 cells: 0 run, 12 skipped (already done), 0 failed" in result.stdout
-    assert "nothing to train (skipped)" in result.stderr + result.stdout
-    assert ArtifactStore(demo_grid / "store").events() == before
-
-
-def test_failing_cell_is_recorded_and_the_grid_goes_on(demo_grid):
-    result = run_script("train.py", "-m", "model=tiny", "size=s,xl", "itt=demo", "logger=none", f"paths.root={demo_grid}")
-    assert result.returncode != 0
-    assert "2 cells: 0 run, 1 skipped (already done), 1 failed" in result.stdout
-    assert "Model family 'tiny' has no size 'xl'. Its sizes are: s, m, l" in result.stdout
-    sweep = demo_grid / "multirun" / "itt=demo_model=tiny_size=s,xl"
-    outcome = json.loads((sweep / "itt=demo,model=tiny,size=xl" / "cell.json").read_text())
-    assert outcome["status"] == "failed" and "has no size 'xl'" in outcome["reason"]
 
 
 def test_job_folders_name_a_precision_other_than_the_default():

@@ -1,15 +1,24 @@
-"""The answer end to end: the demo grid of the README, its report, the notebook on its
-results, and a stored target model evaluated again without training."""
+"""The demo grid of the README end to end: its records, a second run that trains nothing, a
+failing cell that does not stop the grid, its report, the notebook on its results, a stored
+target model evaluated again without training, and the grid killed anywhere.
+
+Every test that needs the finished demo grid lives in this module, so that `make test`'s
+workers (`--dist loadfile`) train it once."""
 
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import DEMO_GRID, REPO, run_script
+from conftest import DEMO_GRID, DEMO_LANGS, REPO, builds, records_under, run_script
 from xitt.core.naming import sweep_name
+from xitt.core.store import ArtifactStore
 
 def sweep_dir(root: Path) -> Path:
     """The demo grid's sweep folder (other tests add sweeps of their own beside it)."""
@@ -65,3 +74,95 @@ def test_report_of_an_empty_folder_says_what_to_do(tmp_path):
     result = run_script("evaluate.py", f"report={tmp_path}")
     assert result.returncode == 1
     assert str(tmp_path) in result.stderr and "Traceback" not in result.stderr
+
+
+# -- the grid's records, re-runs and failures ---------------------------------------------
+
+
+def test_grid_writes_one_record_per_cell_and_language(demo_grid):
+    records = records_under(demo_grid)
+    cells = {(r["size"], r["itt"], r["seed"]) for r in records}
+    assert cells == {(size, itt, seed) for size in "sml" for itt in ("none", "demo") for seed in (1, 2)}
+    assert sorted((r["size"], r["itt"], r["seed"], r["lang"]) for r in records) == sorted(
+        (*cell, lang) for cell in cells for lang in DEMO_LANGS)
+    # Each ITT encoder is trained once per distinct ITT key; each target model once per cell.
+    itt_keys = {r["itt_key"] for r in records if r["itt_key"]}
+    assert sorted(builds(demo_grid, "itt")) == sorted(itt_keys) and len(itt_keys) == 3 * 2
+    assert len(builds(demo_grid, "target")) == 12
+    (sweep_dir,) = (demo_grid / "multirun").iterdir()
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == sorted(
+        f"itt={itt},model=tiny,seed={seed},size={size}" for size in "sml" for itt in ("none", "demo")
+        for seed in (1, 2))
+
+
+def test_second_run_of_the_grid_trains_nothing(demo_grid):
+    before = ArtifactStore(demo_grid / "store").events()
+    result = run_script("train.py", "-m", *DEMO_GRID, "logger=csv", f"paths.root={demo_grid}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "12 cells: 0 run, 12 skipped (already done), 0 failed" in result.stdout
+    assert "nothing to train (skipped)" in result.stderr + result.stdout
+    assert ArtifactStore(demo_grid / "store").events() == before
+
+
+def test_failing_cell_is_recorded_and_the_grid_goes_on(demo_grid):
+    result = run_script("train.py", "-m", "model=tiny", "size=s,xl", "itt=demo", "logger=none", f"paths.root={demo_grid}")
+    assert result.returncode != 0
+    assert "2 cells: 0 run, 1 skipped (already done), 1 failed" in result.stdout
+    assert "Model family 'tiny' has no size 'xl'. Its sizes are: s, m, l" in result.stdout
+    sweep = demo_grid / "multirun" / "itt=demo_model=tiny_size=s,xl"
+    outcome = json.loads((sweep / "itt=demo,model=tiny,size=xl" / "cell.json").read_text())
+    assert outcome["status"] == "failed" and "has no size 'xl'" in outcome["reason"]
+
+
+# -- kill anywhere, lose nothing ------------------------------------------------------------
+
+
+KILL_GRID = ["model=tiny", "size=s", "itt=none,demo", "seed=1"]
+
+
+def f1_of_size_s(root: Path) -> dict[tuple[str, str], float]:
+    found = [json.loads(p.read_text()) for p in (root / "results").rglob("*.json")
+             if not p.name.endswith(".predictions.json")]
+    return {(r["itt"], r["lang"]): r["f1"] for r in found if r["size"] == "s" and r["seed"] == 1}
+
+
+def events(root: Path) -> int:
+    log = root / "store" / "events.jsonl"
+    return len(log.read_text().splitlines()) if log.is_file() else 0
+
+
+# (what the run is doing when it is killed, how to recognise that moment)
+KILL_POINTS = [
+    ("ITT training", lambda root: list((root / "store" / "itt").glob(".work-*/last.json"))),
+    ("right after an artifact is stored", lambda root: events(root) >= 2),  # tokenizer, then ITT
+    ("target training", lambda root: list((root / "store" / "target").glob(".work-*/last.json"))),
+    ("evaluation", lambda root: list((root / "results").rglob("*.predictions.json"))),
+    ("between cells", lambda root: list((root / "multirun").rglob("cell.json"))),
+]
+
+
+@pytest.mark.slow
+def test_a_grid_killed_at_five_points_ends_as_an_uninterrupted_one(tmp_path, demo_grid):
+    command = [sys.executable, "train.py", "-m", *KILL_GRID, "logger=none", f"paths.root={tmp_path}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env.pop("XITT_SWEEP_NAME", None)
+    killed_at = []
+    for name, reached in KILL_POINTS:
+        run = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while not reached(tmp_path) and run.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        if run.poll() is None:
+            run.send_signal(signal.SIGKILL)
+            killed_at.append(name)
+        run.wait(timeout=60)
+    assert len(killed_at) >= 4, killed_at  # the grid was still running at (nearly) every point
+
+    final = run_script("train.py", "-m", *KILL_GRID, "logger=none", f"paths.root={tmp_path}")
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert f1_of_size_s(tmp_path) == pytest.approx(f1_of_size_s(demo_grid), abs=0.01)
+    store = tmp_path / "store"
+    assert not list(store.rglob(".tmp-*")) and not list(store.rglob(".work-*"))
+    assert not list(store.rglob("*.corrupt-*"))  # the store only ever holds whole artifacts
+    for record in (tmp_path / "results").rglob("*.json"):
+        json.loads(record.read_text())  # every record and predictions file is whole JSON

@@ -6,7 +6,6 @@ that a grid over (family, size) pairs reads `model=xlmr_base,mt5_large` without 
 per pair. It is on the search path through `hydra.searchpath` in `conf/train.yaml`.
 """
 
-from pathlib import Path
 
 from hydra.core.object_type import ObjectType
 from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSource

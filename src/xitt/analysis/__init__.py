@@ -16,8 +16,10 @@ from .languages import language_groups
 from .plots import plot_f1_vs_size, plot_gain_by_group, plot_gain_heatmap, plot_gain_vs_size
 from .records import ReportError, Results, find_record_candidates, load_results
 from .report import answers, build_report, by_setting, setting_title, write_report
-from .stats import (MIN_SEEDS_FOR_CLAIM, Estimate, bootstrap_macro_f1, bootstrap_ratio,
-                    combine, macro_f1, pool_seeds, ratio_score)
+from xitt.metrics.classification import macro_f1
+
+from .stats import (MIN_SEEDS_FOR_CLAIM, Estimate, bootstrap_macro_f1, bootstrap_ratio, combine, pool_seeds,
+                    ratio_score)
 from .tables import interval_matrix, to_markdown, trend_table
 
 __all__ = [

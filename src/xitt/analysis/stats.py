@@ -54,7 +54,7 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as scipy_stats
 
-from xitt.metrics.classification import macro_f1, macro_f1_from_confusion
+from xitt.metrics.classification import macro_f1_from_confusion
 
 # Bound on the size of the arrays of one chunk of resamples (entries).
 _MAX_CHUNK_ELEMENTS = 4_000_000
