@@ -34,8 +34,8 @@ from scipy import stats
 from scipy.special import ndtr
 
 from xitt.analysis import MIN_SEEDS_FOR_CLAIM, Estimate, combine, pool_seeds
-from xitt.analysis.stats import (ABOVE_ZERO, BELOW_ZERO, INCLUDES_ZERO, TOO_FEW_SEEDS,
-                                 bootstrap_macro_f1, macro_f1)
+from xitt.analysis.stats import ABOVE_ZERO, BELOW_ZERO, INCLUDES_ZERO, TOO_FEW_SEEDS, bootstrap_macro_f1
+from xitt.metrics.classification import macro_f1
 
 N_CLASSES = 3
 SEEDS = (1, 2, 3)
