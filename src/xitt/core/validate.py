@@ -101,15 +101,18 @@ def check_name(value: Any, what: str, setting: str) -> None:
               f"letters, digits and . _ + - (no `/`, no `..`). Fix `{setting}`.")
 
 
+def local_config(model: Mapping[str, Any]) -> dict[str, Any]:
+    """A local checkpoint's config.json, or {} when the model is not a folder on this machine."""
+    config = Path(str(model.get("name_or_path", ""))) / "config.json"
+    return json.loads(config.read_text()) if config.is_file() else {}
+
+
 def position_limit(model: Mapping[str, Any]) -> int | None:
     """The longest input (in tokens) the encoder takes, when its config is on this machine:
     the tiny models' built-in table, or a local checkpoint's config.json."""
     if model.get("source") == "scratch":
         return 512  # XLMRobertaConfig(max_position_embeddings=514), less RoBERTa's offset of 2
-    config = Path(str(model.get("name_or_path", ""))) / "config.json"
-    if not config.is_file():
-        return None
-    settings = json.loads(config.read_text())
+    settings = local_config(model)
     positions = settings.get("max_position_embeddings")
     if not positions:
         return None  # relative positions (T5): no hard limit
@@ -119,10 +122,7 @@ def position_limit(model: Mapping[str, Any]) -> int | None:
 
 def encoder_layers(model: Mapping[str, Any]) -> int | None:
     """The transformer layers of a local checkpoint (its config.json), when it is on this machine."""
-    config = Path(str(model.get("name_or_path", ""))) / "config.json"
-    if not config.is_file():
-        return None
-    settings = json.loads(config.read_text())
+    settings = local_config(model)
     layers = settings.get("num_hidden_layers") or settings.get("num_layers") or settings.get("n_layers")
     return int(layers) if layers else None
 
