@@ -1,7 +1,7 @@
 """The report on tagging (NER, POS) and extractive QA targets: F1 is F1.
 
 The records and predictions files here have the formats the pipeline writes
-(``xitt.stages.pipeline.predictions_file``) and the scores it records
+(``xitt.stages.predictions.predictions_file``) and the scores it records
 (``prediction_scores``), so the report must recompute exactly the recorded F1, and its
 bootstrap must resample the units the test set samples (sentences, questions), never the
 tokens or entities inside them.

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import compose
 from xitt.core.cell import Cell
-from xitt.core.taskspec import split_note
+from xitt.core.taskspec import HELD_OUT_DEV, split_note
 from xitt.data.tasks import load_split
 
 
@@ -39,7 +39,8 @@ def test_xnli_dev_carved_by_premise_shares_no_premise_between_train_and_test(sha
                                     f"target.path={shared}/data/xnli"))
     train = load_split(cell.target, "en", "train")
     tests = {lang: load_split(cell.target, lang, "test") for lang in ("en", "de", "zh")}
-    assert len(train) + len(tests["en"]) == 2490 and len(train) % 3 == 0  # whole premises of three
+    dev = load_split(cell.target, "en", HELD_OUT_DEV)  # model selection's, held out of training
+    assert len(train) + len(dev) + len(tests["en"]) == 2490 and len(train) % 3 == len(dev) % 3 == 0  # whole premises
     assert not set(train["premise"]) & set(tests["en"]["premise"])
     # The test set is the same pairs in every language, none of them a training pair's translation.
     assert tests["de"]["id"] == tests["zh"]["id"] == tests["en"]["id"]

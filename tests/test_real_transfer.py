@@ -49,6 +49,8 @@ def test_english_tweets_transfer_zero_shot_to_other_languages(shared, tmp_path):
     print(f"\nzero-shot macro-F1 from English tweets (e5-small, chance {CHANCE}): {scores}")
     for record in records.values():
         assert record["n"] == 324 and record["train_lang"] == "en" and record["transfer"] == "zero_shot"
-        assert record["split_note"] is None and record["few_shot_k"] is None
+        # test.csv trains and valid.csv tests, so model selection holds out 10% of the training tweets
+        assert "development split (model selection) = 10% of test" in record["split_note"]
+        assert record["few_shot_k"] is None and record["dev_lang"] == "en" and record["selection"] == "best"
         assert 20_000_000 < record["params"] < 70_000_000  # counted from the loaded encoder
     assert sum(score > ABOVE for score in scores.values()) >= 4, scores

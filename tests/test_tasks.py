@@ -17,7 +17,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding
 from conftest import compose, run_script
 from xitt import XittError
 from xitt.data.readers import read_csv, read_jsonl, read_tsv
-from xitt.core.taskspec import split_note
+from xitt.core.taskspec import HELD_OUT_DEV, split_note
 from xitt.data.tasks import data_parts, load_split
 from xitt.grid_expand import expand_grid
 from xitt.core.cell import Cell
@@ -103,14 +103,16 @@ def test_marc_jsonl_stars_or_three_way_and_a_carved_test_split(shared):
     stars = task(*local, "target.split_ratio=0.7")
     assert stars["labels"] == ["1", "2", "3", "4", "5"]
     train, test = load_split(stars, "de", "train"), load_split(stars, "de", "test")
-    assert (len(train), len(test)) == (140, 60) and not set(train["id"]) & set(test["id"])
-    assert sorted(Counter(list(train["label"]) + list(test["label"])).values()) == [40] * 5
+    dev = load_split(stars, "de", HELD_OUT_DEV)  # MARC's local file has no dev split: 10% of train
+    assert (len(train), len(dev), len(test)) == (126, 14, 60) and not set(train["id"]) & set(test["id"])
+    assert not set(dev["id"]) & (set(train["id"]) | set(test["id"]))
+    assert sorted(Counter(list(train["label"]) + list(dev["label"]) + list(test["label"])).values()) == [40] * 5
     assert load_split(stars, "de", "test")["id"] == test["id"]  # the same carve every time
     assert "70%" in split_note(stars) and "'train' split" in split_note(stars)
 
     three_way = task(*local, "target.label_scheme=three_way", "target.split_ratio=0.7")
     assert three_way["labels"] == ["negative", "neutral", "positive"]
-    whole = list(load_split(three_way, "fr", "train")["label"]) + list(load_split(three_way, "fr", "test")["label"])
+    whole = [label for split in ("train", HELD_OUT_DEV, "test") for label in load_split(three_way, "fr", split)["label"]]
     assert Counter(whole) == {0: 80, 1: 40, 2: 80}
 
     with pytest.raises(XittError, match="no 'test' split.*split_ratio"):
@@ -122,7 +124,8 @@ def test_marc_jsonl_stars_or_three_way_and_a_carved_test_split(shared):
 def test_imdb_sample_csv_splits_by_its_is_valid_column(shared):
     imdb = task("itt=imdb", "itt.source=local", f"itt.path={shared / 'data/imdb'}", group="itt")
     train, test = load_split(imdb, "en", "train"), load_split(imdb, "en", "test")
-    assert (len(train), len(test)) == (800, 200)
+    # 10% of the 800 training reviews are held out as the development split
+    assert (len(train), len(load_split(imdb, "en", HELD_OUT_DEV)), len(test)) == (720, 80, 200)
     assert imdb["labels"] == ["negative", "positive"] and set(train["label"]) == {0, 1}
 
 
@@ -374,7 +377,7 @@ def test_prepare_dry_run_lists_every_model_and_data_set_of_a_sweep_offline(tmp_p
     out = result.stdout
     assert "6 cells need:" in out
     for line in ("model FacebookAI/xlm-roberta-base", "model google/mt5-small",
-                 "data set facebook/xnli (en): train, test", "data set facebook/xnli (de): test",
+                 "data set facebook/xnli (en): train, validation, test", "data set facebook/xnli (de): test",
                  "data set nyu-mll/glue (mnli): train", "data set facebook/anli (plain_text): train_r1, train_r2, train_r3"):
         assert line in out, line
     assert not any(Path(tmp_path).iterdir())  # nothing downloaded

@@ -148,6 +148,7 @@ def test_data_problems_stop_the_cell_before_any_training(tmp_path):
     (data / "german").mkdir()
     (data / "english" / "train.csv").write_text("text,label\ngood,positive\nbad,negative\nok,neutral\n")
     (data / "english" / "test.csv").write_text("text,label\ngood,positive\n")
+    (data / "english" / "valid.csv").write_text("text,label\nfine,positive\n")  # model selection reads it
     (data / "german" / "test.csv").write_text("text,label\ngut,positiv\n")
     result = run_script("train.py", "target=sentiment", "target.source=local", f"target.path={data}",
                         "target_lang.langs=[en,de]", "logger=none", f"paths.root={tmp_path / 'out'}")

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from .gains import OK, Analysis, analyse
 from .plots import plot_f1_vs_size, plot_gain_by_group, plot_gain_heatmap, plot_gain_vs_size
-from .records import SETTING_KEYS, load_results
+from .records import NO_ITT, SETTING_KEYS, load_results
 from .stats import ABOVE_ZERO, BELOW_ZERO, MIN_SEEDS_FOR_CLAIM
 from .tables import (MARKS_TEXT, TEST_SET_ONLY, format_estimate, format_p_value, format_params,
                      interval_matrix, to_latex, to_markdown, trend_table)
@@ -57,6 +57,10 @@ def write_report(analysis: Analysis, out_dir: str | Path, wandb_run=None) -> dic
         files[f"{name}.csv"] = out_dir / f"{name}.csv"
         getattr(analysis, name).to_csv(files[f"{name}.csv"], index=False)
 
+    selection = selection_table(analysis.results.records)
+    if not selection.empty:
+        files["selection.csv"] = out_dir / "selection.csv"
+        selection.to_csv(files["selection.csv"], index=False)
     figures = dict(_figures(analysis))
     for name, figure in figures.items():
         files[name] = out_dir / name
@@ -199,9 +203,56 @@ def report_markdown(analysis: Analysis, answer_list: list[dict],
         parts += [f"### Absolute F1 ({level} CI)\n",
                   to_markdown(_f1_matrix(scores)),
                   f"![F1 vs size](f1_vs_size_{slug}.png)\n"]
+    parts += _selection_section(analysis.results.records)
     parts += _missing_and_problems(analysis)
     parts += ["## Method\n", _method_text(analysis)]
     return "\n".join(parts)
+
+
+def selection_table(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per trained target model (cell and seed; a zero-shot model serves every
+    language): how it was selected on the development set, the epoch stored out of the
+    budget, and whether training was still improving at its end (last - best development
+    F1: 0 when the last validation was the best). `at_budget_edge`: the model stored, or
+    the best one, is the last epoch of the full budget, a sign that more epochs might have
+    helped."""
+    if "selection" not in records or not (records["selection"].astype(str) != "").any():
+        return pd.DataFrame()
+    keys = [*SETTING_KEYS, "size", "itt", "seed"]
+    models = records[records["selection"].astype(str) != ""].drop_duplicates(keys)
+    table = models[[*keys, "selection", "selected_epoch", "epochs_run", "epoch_budget", "dev_lang",
+                    "dev_f1", "dev_f1_best", "dev_f1_last"]].copy()
+    table["last_minus_best"] = table["dev_f1_last"] - table["dev_f1_best"]
+    table[["dev_f1", "dev_f1_best", "dev_f1_last", "last_minus_best"]] = table[
+        ["dev_f1", "dev_f1_best", "dev_f1_last", "last_minus_best"]].round(1)
+    best_epoch_is_last = table["dev_f1_last"] >= table["dev_f1_best"]
+    table["at_budget_edge"] = best_epoch_is_last & (table["epochs_run"] == table["epoch_budget"])
+    for column in ("selected_epoch", "epochs_run", "epoch_budget"):
+        table[column] = table[column].astype("Int64")
+    return table.sort_values(keys).reset_index(drop=True)
+
+
+def _selection_section(records: pd.DataFrame) -> list[str]:
+    table = selection_table(records)
+    if table.empty:
+        return []
+    parts = ["## Model selection\n",
+             "Each target model as stored: selected on the development set (`best`) or the last epoch "
+             "(`last`), its epoch out of the budget, and last - best development F1 (0: still improving "
+             "at the end, or flat).\n"]
+    twins = table.groupby([*SETTING_KEYS, "size", "seed"])
+    edge = [key for key, rows in twins
+            if rows["itt"].nunique() > 1 and (rows["itt"] == NO_ITT).any() and rows["at_budget_edge"].all()]
+    if edge:
+        parts.append(f"**Warning:** in {len(edge)} ITT / no-ITT pair(s) both models were best at the last "
+                     f"epoch of the budget (`at_budget_edge`), so both may be under-trained and their "
+                     f"difference may measure how fast each learns rather than where each ends. Raise "
+                     f"`target.hparams.epochs` and run again (finished stages are reused where their keys "
+                     f"allow).\n")
+    shown = table.drop(columns=list(SETTING_KEYS)) if table[list(SETTING_KEYS)].drop_duplicates().shape[0] == 1 \
+        else table
+    parts.append(to_markdown(shown))
+    return parts
 
 
 def _missing_and_problems(analysis: Analysis) -> list[str]:

@@ -1,8 +1,8 @@
 """A cell of the grid: the resolved axes of one job, and its stages as one list.
 
-    itt key    = hash(model, size, itt task + hparams, freezing during ITT, seed)
+    itt key    = hash(model, size, itt task + hparams, freezing during ITT, selection, seed)
     target key = hash(itt key or pretrained model, target task + hparams, transfer mode,
-                      training language(s), freezing, seed)
+                      training language(s), freezing, selection, seed)
     result key = hash(target key, evaluation language, evaluation settings)
 
 Transfer modes decide what the target model evaluated on a language is trained on:
@@ -22,7 +22,7 @@ from omegaconf.errors import InterpolationToMissingValueError
 
 from xitt import XittError
 from xitt.core.keys import content_key
-from xitt.core.taskspec import resolve_task, translate_train_section, with_translated_training
+from xitt.core.taskspec import dev_split, resolve_task, translate_train_section, with_translated_training
 from xitt.core.validate import check_cell, typed
 
 TRANSFER_MODES = ("zero_shot", "target_finetune", "translate_train", "few_shot")
@@ -88,6 +88,15 @@ class Stage:
     freezing: dict[str, Any]
     transfer: dict[str, Any] | None = None
     eval_langs: tuple[str, ...] = ()
+    # Model selection (training stages): `mode` best|last, `every_n_epochs` (0: no
+    # validation), `patience` (early stopping; None: never), scored on the task's
+    # development split in `dev_langs`.
+    selection: dict[str, Any] | None = None
+    dev_langs: tuple[str, ...] = ()
+
+    @property
+    def validates(self) -> bool:
+        return self.trains and bool(self.selection) and int(self.selection["every_n_epochs"]) > 0
 
     @property
     def trains(self) -> bool:
@@ -100,7 +109,8 @@ class Stage:
     def data_needs(self) -> list[tuple[dict[str, Any], str, str]]:
         """The (task, language, split) this stage reads."""
         if self.trains:
-            return [(self.task, lang, self.task["train_split"]) for lang in self.train_langs]
+            dev = [(self.task, lang, dev_split(self.task)) for lang in self.dev_langs] if self.validates else []
+            return [(self.task, lang, self.task["train_split"]) for lang in self.train_langs] + dev
         return [(self.task, lang, self.task["test_split"]) for lang in self.eval_langs]
 
 
@@ -114,6 +124,7 @@ class Cell:
     seed: int
     eval_langs: list[str]
     precision: str
+    selection: dict[str, Any]  # the `selection` config: itt, target (best|last), every_n_epochs, patience
     config: dict[str, Any] = field(repr=False)
 
     @classmethod
@@ -142,7 +153,7 @@ class Cell:
             )
         return cls(model=model, itt=itt, target=target, transfer=transfer, freezing=_plain(cfg.freezing),
                    seed=int(cfg.seed), eval_langs=eval_langs, precision=str(cfg.trainer.precision),
-                   config=OmegaConf.to_container(cfg, resolve=True))
+                   config=OmegaConf.to_container(cfg, resolve=True), selection=_plain(cfg.selection))
 
     @property
     def itt_name(self) -> str:
@@ -153,12 +164,26 @@ class Cell:
             return {"mode": self.freezing["mode"], "k": self.freezing["k"]}
         return {"mode": "none", "k": 0}
 
+    def selection_for(self, stage: str) -> dict[str, Any]:
+        """How a training stage picks the model it stores: `selection.itt` for ITT,
+        `selection.target` for target and few-shot stages."""
+        return {"mode": self.selection["itt" if stage == "itt" else "target"],
+                "every_n_epochs": int(self.selection["every_n_epochs"]), "patience": self.selection.get("patience")}
+
+    @property
+    def dev_langs(self) -> tuple[str, ...]:
+        """The language(s) a target or few-shot model is selected in: the language it is
+        trained in for target_finetune, else the source language (never a zero-shot
+        target language: selecting on its data would no longer be zero-shot)."""
+        return () if self.transfer["mode"] == "target_finetune" else (self.transfer["train_lang"],)
+
     @property
     def itt_key(self) -> str | None:
         if self.itt is None:
             return None
         return content_key({"stage": "itt", "model": self.model, "task": _key_view(self.itt),
-                            "freezing": self.freezing_for("itt"), "seed": self.seed, "precision": self.precision})
+                            "freezing": self.freezing_for("itt"), "selection": self.selection_for("itt"),
+                            "seed": self.seed, "precision": self.precision})
 
     def train_langs_for(self, lang: str) -> list[str]:
         """The language(s) the target model that is evaluated on `lang` is trained on."""
@@ -201,8 +226,9 @@ class Cell:
         target_freezing = self.freezing_for("target")
         stages, start = [], None
         if self.itt:
-            stages.append(Stage("itt", "itt", self.itt_key, None, self.itt, tuple(self.itt["languages"][:1]),
-                                self.freezing_for("itt")))
+            itt_langs = tuple(self.itt["languages"][:1])
+            stages.append(Stage("itt", "itt", self.itt_key, None, self.itt, itt_langs, self.freezing_for("itt"),
+                                selection=self.selection_for("itt"), dev_langs=itt_langs))
             start = ("itt", self.itt_key)
         groups: dict[tuple[str, ...], list[str]] = {}
         for lang in langs:
@@ -211,12 +237,14 @@ class Cell:
         if self.transfer["mode"] == "few_shot" and groups:
             english = (self.transfer["train_lang"],)
             stages.append(Stage("target", "target", self.english_target_key, start, self.target, english,
-                                target_freezing, self.english_transfer))
+                                target_freezing, self.english_transfer, selection=self.selection_for("target"),
+                                dev_langs=english))
             start, name = ("target", self.english_target_key), "few_shot"
         for train_langs, eval_langs in groups.items():
             key = self.target_key(list(train_langs))
             stages.append(Stage(name, "target", key, start, self.target_training_task, train_langs,
-                                target_freezing, self.transfer))
+                                target_freezing, self.transfer, selection=self.selection_for("target"),
+                                dev_langs=self.dev_langs or train_langs))
             stages.append(Stage("evaluate", "target", key, ("target", key), self.target, train_langs,
                                 target_freezing, self.transfer, tuple(eval_langs)))
         return stages
@@ -238,7 +266,8 @@ class Cell:
     def _target_key(self, start: Any, task: dict[str, Any], transfer: dict[str, Any], train_langs: list[str]) -> str:
         return content_key({"stage": "target", "start": start, "task": _key_view(task),
                             "transfer": transfer, "train_langs": train_langs,
-                            "freezing": self.freezing_for("target"), "seed": self.seed, "precision": self.precision})
+                            "freezing": self.freezing_for("target"), "selection": self.selection_for("target"),
+                            "seed": self.seed, "precision": self.precision})
 
     def result_key(self, target_key: str, lang: str) -> str:
         return content_key({"stage": "evaluate", "target": target_key, "lang": lang,
@@ -247,8 +276,8 @@ class Cell:
     @property
     def cell_key(self) -> str:
         return content_key({"cell": self.model, "itt": self.itt, "target": _key_view(self.target),
-                            "transfer": self.transfer, "freezing": self.freezing, "seed": self.seed,
-                            "precision": self.precision})
+                            "transfer": self.transfer, "freezing": self.freezing, "selection": self.selection,
+                            "seed": self.seed, "precision": self.precision})
 
     @property
     def freezing_name(self) -> str:

@@ -15,6 +15,12 @@ TRANSLATE_TRAIN = "translate_train"
 # seed: every cell, seed and language must see the same split (XNLI's languages are the
 # same pairs translated, so one permutation of row numbers keeps them parallel).
 SPLIT_SHUFFLE_SEED = 0
+# The development split that model selection scores, when the task has no usable one of its
+# own: a share (`dev_ratio`, default 10%) of the training split held out by another fixed
+# shuffle (by `split_group` where the task has one), and then not trained on.
+HELD_OUT_DEV = "held_out_dev"
+DEV_SHUFFLE_SEED = 1
+DEFAULT_DEV_RATIO = 0.1
 
 
 def resolve_task(node: DictConfig) -> dict[str, Any]:
@@ -74,14 +80,41 @@ def translate_train_section(task: Mapping[str, Any]) -> dict[str, Any]:
     return dict(declared[task["source"]])
 
 
+def carves_dev(task: Mapping[str, Any]) -> bool:
+    """Whether the development split is held out of the training split: the task declares
+    none (`dev_split: null`), or the one it declares is read for training or testing (a
+    dev split that is also the test split, or the split train and test are carved from,
+    would select the model on test examples or their translations)."""
+    declared = task.get("dev_split")
+    used = {task.get("train_split"), task.get("test_split")}
+    if task.get("split_ratio") is not None:
+        used.add(task.get("split_from"))
+    return declared is None or declared in used
+
+
+def dev_split(task: Mapping[str, Any]) -> str:
+    """The split model selection scores: the task's own, or the held-out share of training."""
+    return HELD_OUT_DEV if carves_dev(task) else str(task["dev_split"])
+
+
+def dev_ratio(task: Mapping[str, Any]) -> float:
+    return float(task.get("dev_ratio") or DEFAULT_DEV_RATIO)
+
+
 def split_note(task: Mapping[str, Any]) -> str | None:
-    """How the task's train and test splits were made when one was carved from another
-    (kept in every result record); None when both are the source's own."""
+    """How the task's splits were made where one was carved from another (kept in every
+    result record); None when train and test are the source's own and the development split
+    is the task's own too."""
+    notes = []
+    grouping = (f"groups of rows with one {task['split_group']}" if task.get("split_group") else "rows")
     ratio = task.get("split_ratio")
-    if ratio is None:
-        return None
-    ratio = float(ratio)
-    return (f"{task['train_split']} = {ratio:.0%} and {task['test_split']} = {1 - ratio:.0%} of the "
-            f"'{task['split_from']}' split of the {task['source']} data, by a fixed shuffle "
-            f"(seed {SPLIT_SHUFFLE_SEED}) of its "
-            + (f"groups of rows with one {task['split_group']}" if task.get("split_group") else "rows"))
+    if ratio is not None:
+        ratio = float(ratio)
+        notes.append(f"{task['train_split']} = {ratio:.0%} and {task['test_split']} = {1 - ratio:.0%} of the "
+                     f"'{task['split_from']}' split of the {task['source']} data, by a fixed shuffle "
+                     f"(seed {SPLIT_SHUFFLE_SEED}) of its {grouping}")
+    if carves_dev(task):
+        notes.append(f"the development split (model selection) = {dev_ratio(task):.0%} of "
+                     f"{task['train_split']}, held out of training by a fixed shuffle (seed {DEV_SHUFFLE_SEED}) "
+                     f"of its {grouping}")
+    return "; ".join(notes) if notes else None

@@ -35,9 +35,11 @@ HPARAMS: dict[str, Rule] = {
 }
 # The top-level keys of a composed cell (train.yaml's groups and plain keys).
 TOP_LEVEL = ("size", "model", "itt", "target", "target_lang", "freezing", "transfer", "trainer", "logger",
-             "launcher", "paths", "experiment", "seed", "num_workers", "store_lock_timeout_s")
+             "launcher", "paths", "experiment", "seed", "num_workers", "store_lock_timeout_s", "selection")
 TRANSFER_KEYS = ("mode", "train_lang", "k", "sample_seed", "hparams")
 FREEZING_KEYS = ("mode", "k", "stages")
+SELECTION_KEYS = ("itt", "target", "every_n_epochs", "patience")
+SELECTION_MODES = ("best", "last")
 # Names that become parts of folder names: a letter or digit first, then letters, digits
 # and . _ + - (no `/`, so no name leaves the folder it is made in).
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -127,6 +129,29 @@ def encoder_layers(model: Mapping[str, Any]) -> int | None:
     return int(layers) if layers else None
 
 
+def check_selection(selection: Any) -> None:
+    """The `selection` settings: known keys, modes best|last, a validation interval that
+    best-model selection and early stopping can use."""
+    for key in selection.keys():
+        if key not in SELECTION_KEYS:
+            _fail(f"`selection.{key}` is not a model-selection setting; {_closest(str(key), list(SELECTION_KEYS))}"
+                  f"The settings are: {', '.join(SELECTION_KEYS)}.")
+    for stage in ("itt", "target"):
+        if selection.get(stage) not in SELECTION_MODES:
+            _fail(f"`selection.{stage}={selection.get(stage)}` is not valid: a stage stores its `best` model on "
+                  f"the development set or its `last` one. Set `selection.{stage}=best` or `=last`.")
+    every = check_whole(selection.get("every_n_epochs"), "selection.every_n_epochs", 0,
+                        "a whole number >= 0 (epochs between validations; 0: none)")
+    patience = selection.get("patience")
+    if patience is not None:
+        check_whole(patience, "selection.patience", 1, "a whole number >= 1 (validations without improvement), "
+                                                       "or null for no early stopping")
+    if every == 0 and ("best" in (selection.get("itt"), selection.get("target")) or patience is not None):
+        _fail("`selection.every_n_epochs=0` turns the validation loop off, so there is no development score to "
+              "pick the best model by or to stop early on. Set `selection.itt=last selection.target=last "
+              "selection.patience=null`, or validate every n epochs (`selection.every_n_epochs=1`).")
+
+
 def check_cell(cfg: Any, model: Mapping[str, Any], tasks: Mapping[str, Mapping[str, Any]],
                eval_langs: list[str]) -> None:
     """The checks of a composed cell that need no data. `tasks` maps each config group with a
@@ -142,8 +167,13 @@ def check_cell(cfg: Any, model: Mapping[str, Any], tasks: Mapping[str, Mapping[s
         check_whole(devices, "trainer.devices", 1, "a whole number >= 1, a list of device indices, or auto")
     check_name(model["family"], "The model family", "model.family")
     check_name(str(model["size"]), "The model size", "size")
+    check_selection(cfg.selection)
     for group, task in tasks.items():
         check_name(task["name"], f"The {group} task name", f"{group}.name")
+        ratio = typed(task.get("dev_ratio"), float) if task.get("dev_ratio") is not None else 0.5
+        if ratio is None or not 0 < ratio < 1:
+            _fail(f"`{group}.dev_ratio={task.get('dev_ratio')}` is not valid: it is the share of the training "
+                  f"split held out for model selection and must lie strictly between 0 and 1 (e.g. 0.1).")
         check_hparams(task["hparams"], f"{group}.hparams")
         limit = position_limit(model)
         if limit is not None and int(task["hparams"]["max_length"]) > limit:

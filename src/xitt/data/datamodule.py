@@ -1,5 +1,6 @@
-"""The DataModule of one stage: the task's training set in the training language(s) and
-one test set per evaluation language, tokenised once and padded per batch.
+"""The DataModule of one stage: the task's training set in the training language(s), its
+development set in the development language(s) (model selection, `xitt.stages.selection`)
+and one test set per evaluation language, tokenised once and padded per batch.
 
 With a `cache_dir`, reading and tokenising happen once per node, in Lightning's
 `prepare_data` (one process per node, before the others start): each split is saved
@@ -27,6 +28,7 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from xitt.core.keys import content_key
+from xitt.core.taskspec import dev_split
 from xitt.data.f1_features import qa_features, tag_features
 from xitt.data.tasks import load_split, task_type
 
@@ -44,7 +46,7 @@ NO_OFFSET = [-1, -1]  # question, special and padding tokens of a QA window
 
 class TaskDataModule(pl.LightningDataModule):
     def __init__(self, task: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase,
-                 train_langs: Sequence[str] = (), eval_langs: Sequence[str] = (),
+                 train_langs: Sequence[str] = (), eval_langs: Sequence[str] = (), dev_langs: Sequence[str] = (),
                  batch_size: int = 32, eval_batch_size: int = 128, max_length: int = 128,
                  num_workers: int = 0, cache_dir: str | Path | None = None, seed: int = 0):
         super().__init__()
@@ -52,6 +54,7 @@ class TaskDataModule(pl.LightningDataModule):
         self.tokenizer = tokenizer
         self.train_langs = list(train_langs)
         self.eval_langs = list(eval_langs)
+        self.dev_langs = list(dev_langs)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.max_length = max_length
@@ -61,9 +64,10 @@ class TaskDataModule(pl.LightningDataModule):
         # need their inputs padded.
         self.collate = (DataCollatorForTokenClassification(tokenizer) if self.type == "tagging"
                         else DataCollatorWithPadding(tokenizer))
-        # Each evaluation language's prepared test rows (model inputs and scoring columns),
-        # indexed by their `row`.
+        # Each evaluation (development) language's prepared test (development) rows, model
+        # inputs and scoring columns, indexed by their `row`.
         self.test_data: dict[str, datasets.Dataset] = {}
+        self.dev_data: dict[str, datasets.Dataset] = {}
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.seed = seed
         # (epoch, batches already trained in it) when a stage resumes from a checkpoint
@@ -120,6 +124,7 @@ class TaskDataModule(pl.LightningDataModule):
 
     def _splits(self) -> list[tuple[str, str]]:
         return ([(lang, self.task["train_split"]) for lang in self.train_langs]
+                + [(lang, dev_split(self.task)) for lang in self.dev_langs]
                 + [(lang, self.task["test_split"]) for lang in self.eval_langs])
 
     def _cache_folder(self, lang: str, split: str) -> Path:
@@ -159,16 +164,20 @@ class TaskDataModule(pl.LightningDataModule):
         if self.train_langs and not hasattr(self, "train_set"):
             parts = [_model_view(self._prepared(lang, self.task["train_split"])) for lang in self.train_langs]
             self.train_set = datasets.concatenate_datasets(parts).with_format("torch")
+        if self.dev_langs and not hasattr(self, "dev_sets"):
+            self.dev_sets = [self._scored_set(lang, dev_split(self.task), self.dev_data) for lang in self.dev_langs]
         if self.eval_langs and not hasattr(self, "test_sets"):
-            self.test_sets = []
-            for lang in self.eval_langs:
-                prepared = self._prepared(lang, self.task["test_split"])
-                self.test_data[lang] = prepared
-                # Longest first: batches of similar lengths pad little, and a batch too large
-                # for memory fails at once. Rows keep their `row` number, so order is free.
-                lengths = np.array([len(ids) for ids in prepared["input_ids"]])
-                by_length = np.argsort(-lengths, kind="stable")
-                self.test_sets.append(_model_view(prepared.select(by_length)).with_format("torch"))
+            self.test_sets = [self._scored_set(lang, self.task["test_split"], self.test_data) for lang in self.eval_langs]
+
+    def _scored_set(self, lang: str, split: str, scoring: dict[str, datasets.Dataset]) -> datasets.Dataset:
+        """A split the model predicts on, longest first (batches of similar lengths pad
+        little, and a batch too large for memory fails at once; rows keep their `row`
+        number, so order is free); its prepared rows go into `scoring`."""
+        prepared = self._prepared(lang, split)
+        scoring[lang] = prepared
+        lengths = np.array([len(ids) for ids in prepared["input_ids"]])
+        by_length = np.argsort(-lengths, kind="stable")
+        return _model_view(prepared.select(by_length)).with_format("torch")
 
     def train_dataloader(self) -> DataLoader:
         world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
@@ -180,11 +189,16 @@ class TaskDataModule(pl.LightningDataModule):
         return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=self.collate,
                           num_workers=self.num_workers, generator=torch.Generator().manual_seed(self.seed))
 
+    def val_dataloader(self) -> list[DataLoader]:
+        return self._scoring_loaders(getattr(self, "dev_sets", []))
+
     def predict_dataloader(self) -> list[DataLoader]:
-        return [DataLoader(test_set, batch_size=self.eval_batch_size, shuffle=False,
-                           sampler=self._test_sampler(test_set), collate_fn=self.collate,
-                           num_workers=self.num_workers)
-                for test_set in self.test_sets]
+        return self._scoring_loaders(self.test_sets)
+
+    def _scoring_loaders(self, sets: list[datasets.Dataset]) -> list[DataLoader]:
+        return [DataLoader(scored, batch_size=self.eval_batch_size, shuffle=False, sampler=self._test_sampler(scored),
+                           collate_fn=self.collate, num_workers=self.num_workers)
+                for scored in sets]
 
     def _test_sampler(self, test_set: datasets.Dataset) -> Sampler | None:
         """Under DDP each rank scores its own share of a test set, and no example twice:

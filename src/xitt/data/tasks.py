@@ -26,7 +26,8 @@ import datasets
 import numpy as np
 
 from xitt import XittError
-from xitt.core.taskspec import (SPLIT_SHUFFLE_SEED, TRANSLATE_TRAIN, check_language, translate_train_section,
+from xitt.core.taskspec import (DEV_SHUFFLE_SEED, HELD_OUT_DEV, SPLIT_SHUFFLE_SEED, TRANSLATE_TRAIN, carves_dev,
+                                check_language, dev_ratio, dev_split, translate_train_section,
                                 translate_train_source_lang)
 from xitt.data import demo
 from xitt.data.f1_formats import read_conllu, read_panx_tsv, read_squad_json
@@ -172,6 +173,8 @@ def data_parts(task: Mapping[str, Any], lang: str, split: str) -> list[HubPart |
 
 def _locate(task: Mapping[str, Any], lang: str, split: str) -> tuple[dict[str, Any], list[HubPart | FilePart]]:
     """The source section that describes the rows (columns, label map) and their parts."""
+    if split == HELD_OUT_DEV:
+        split = task["train_split"]
     if _carves(task, split):
         split = task["split_from"]
     section, source_split = _source_split(task, lang, split)
@@ -227,9 +230,24 @@ def missing_data_assets(task: Mapping[str, Any], lang: str, split: str) -> list[
 
 def load_split(task: Mapping[str, Any], lang: str, split: str) -> datasets.Dataset:
     """One split of one language of a task, with unified columns and labels; carved out of
-    another split when the task has a `split_ratio`, and reduced to a fixed number of
-    examples per class when it has a `train_sample` (few-shot training)."""
+    another split when the task has a `split_ratio`, without the held-out development rows
+    when it has no development split of its own (`HELD_OUT_DEV` reads those), and reduced to
+    a sample when it has a `train_sample`, `test_sample` or `dev_sample`."""
     check_language(task, lang)
+    if split == HELD_OUT_DEV or (split == task["train_split"] and carves_dev(task)):
+        training = _source_rows(task, lang, task["train_split"])
+        rows = _cut(task, training, dev_ratio(task), DEV_SHUFFLE_SEED, first=split == HELD_OUT_DEV)
+    else:
+        rows = _source_rows(task, lang, split)
+    for sampled_split, setting in ((task.get("train_split"), "train_sample"), (task.get("test_split"), "test_sample"),
+                                   (dev_split(task), "dev_sample")):
+        if split == sampled_split and task.get(setting):
+            rows = _sample(task, rows, lang, setting)
+    return rows
+
+
+def _source_rows(task: Mapping[str, Any], lang: str, split: str) -> datasets.Dataset:
+    """A split's rows as the source has them, or its share of the split it is carved from."""
     unify = {"classification": _unify, "tagging": _unify_tagging, "qa": _unify_qa}[task_type(task)]
     if task["source"] == "demo":
         demo_split = task["split_from"] if _carves(task, split) else split
@@ -243,11 +261,13 @@ def load_split(task: Mapping[str, Any], lang: str, split: str) -> datasets.Datas
         if section.get("id_prefix"):  # one data set holds every language (TyDiQA on the hub): keep this one's
             prefix = _fill(section["id_prefix"], _Placeholders(task, lang))
             whole = whole.filter(lambda row: row["id"].startswith(prefix))
-    rows = _carve(task, whole, split) if _carves(task, split) else whole
-    for sampled_split, setting in ((task.get("train_split"), "train_sample"), (task.get("test_split"), "test_sample")):
-        if split == sampled_split and task.get(setting):
-            rows = _sample(task, rows, lang, setting)
-    return rows
+    if not _carves(task, split):
+        return whole
+    ratio = float(task["split_ratio"])
+    if not 0 < ratio < 1:
+        raise XittError(f"Task '{task['name']}' has split_ratio={ratio}; it is the training share "
+                        f"of the carved split and must lie strictly between 0 and 1 (e.g. 0.7).")
+    return _cut(task, whole, ratio, SPLIT_SHUFFLE_SEED, first=split == task["train_split"])
 
 
 def _read_hub(task: Mapping[str, Any], part: HubPart) -> datasets.Dataset:
@@ -401,23 +421,21 @@ def _unify_qa(raw: datasets.Dataset, task: Mapping[str, Any], section: Mapping[s
 
 
 
-def _carve(task: Mapping[str, Any], whole: datasets.Dataset, split: str) -> datasets.Dataset:
-    ratio = float(task["split_ratio"])
-    if not 0 < ratio < 1:
-        raise XittError(f"Task '{task['name']}' has split_ratio={ratio}; it is the training share "
-                        f"of the carved split and must lie strictly between 0 and 1 (e.g. 0.7).")
-    # Rows of one group (`split_group`: consecutive rows with the same value of that field,
-    # e.g. XNLI's three hypotheses of a premise) stay on one side of the cut, so that no test
-    # pair shares its premise, or in another language its translation, with a training pair.
+def _cut(task: Mapping[str, Any], whole: datasets.Dataset, ratio: float, seed: int, first: bool) -> datasets.Dataset:
+    """One side of a fixed cut of `whole`: the first `ratio` of its shuffled groups (`first`),
+    or the rest. Rows of one group (`split_group`: consecutive rows with the same value of
+    that field, e.g. XNLI's three hypotheses of a premise) stay on one side, so that no test
+    or development pair shares its premise, or in another language its translation, with a
+    training pair."""
     group_field = task.get("split_group")
     if group_field:
         values = whole[group_field]
         groups = np.cumsum([0] + [int(a != b) for a, b in zip(values, values[1:])])
     else:
         groups = np.arange(len(whole))
-    order = np.random.default_rng(SPLIT_SHUFFLE_SEED).permutation(int(groups[-1]) + 1 if len(whole) else 0)
+    order = np.random.default_rng(seed).permutation(int(groups[-1]) + 1 if len(whole) else 0)
     cut = int(round(ratio * len(order)))
-    kept = set((order[:cut] if split == task["train_split"] else order[cut:]).tolist())
+    kept = set((order[:cut] if first else order[cut:]).tolist())
     return whole.select([row for row, group in enumerate(groups) if group in kept])
 
 

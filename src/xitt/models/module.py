@@ -92,6 +92,12 @@ class EncoderModule(pl.LightningModule):
         all of them; what lets the XL/XXL encoders train with a useful batch per GPU."""
         self.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int,
+                        dataloader_idx: int = 0) -> torch.Tensor:
+        """The development set is predicted as the test sets are; `xitt.stages.selection`
+        scores the rows."""
+        return self.predict_step(batch, batch_idx, dataloader_idx)
+
     def log_loss(self, loss: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
         return loss

@@ -11,6 +11,7 @@ The task's type (classification, tagging, qa) decides the module (`classifier`) 
 predictions become a predictions file (`predictions_file`); everything else is shared.
 """
 
+import json
 import logging
 import time
 import warnings
@@ -34,17 +35,17 @@ from xitt.core.jobs import in_multirun
 from xitt.core.ranks import Ranks
 from xitt.core.records import (OTHER_SCORES, PREDICTIONS_SUFFIX, Record, cell_results_dir, pending_langs,
                                read_records, record_path)
-from xitt.core.store import ArtifactStore, library_versions, write_json_atomic
+from xitt.core.store import META_FILE, ArtifactStore, library_versions, write_json_atomic
 from xitt.core.taskspec import split_note
-from xitt.data.datamodule import NO_OFFSET, TaskDataModule
-from xitt.data.f1_features import best_spans, word_tags
+from xitt.data.datamodule import TaskDataModule
 from xitt.data.tasks import load_split, missing_data_assets, task_type
 from xitt.data.tokenizer import load_tokenizer
-from xitt.metrics import qa as qa_metrics
 from xitt.metrics.predictions import prediction_scores
 from xitt.models.encoder import apply_freezing, build_encoder, count_parameters, load_encoder, missing_model_assets
 from xitt.models.module import EncoderModule, SequenceClassifier, SpanExtractor, TokenTagger
 from xitt.stages.loggers import finish_logger, stage_logger
+from xitt.stages.predictions import gather_rows, predictions_file
+from xitt.stages.selection import select, selection_callbacks, trainer_settings
 from xitt.stages.resume import PreemptionGuard, StageCheckpoints
 
 log = logging.getLogger(__name__)
@@ -227,9 +228,10 @@ class CellRunner:
             records = {}
             if self.ranks.is_zero:
                 params = count_parameters(module.encoder)
+                selection = _selection_of(model_dir or self.store.path(stage.store, stage.key))
                 records = {lang: self.write_record(stage, lang, predictions_file(stage.task, lang, rows[lang],
                                                                                  data.test_data[lang]),
-                                                   params, started)
+                                                   params, started, selection)
                            for lang in stage.eval_langs}
                 log_scores(logger, list(records.values()))
             self.ranks.barrier("records written")
@@ -238,7 +240,7 @@ class CellRunner:
             finish_logger()
 
     def write_record(self, stage: Stage, lang: str, predictions: dict[str, Any], params: int,
-                     started: float) -> dict[str, Any]:
+                     started: float, selection: dict[str, Any] | None) -> dict[str, Any]:
         """One language's predictions file and its record, scored from exactly that file."""
         cell = self.cell
         predictions_name = f"{lang}{PREDICTIONS_SUFFIX}"
@@ -249,7 +251,7 @@ class CellRunner:
             target_key=stage.key, itt_key=cell.itt_key, model=cell.model["family"], size=cell.model["size"],
             params=params, itt=cell.itt_name, target=cell.target["name"], transfer=cell.transfer["mode"],
             freezing=cell.freezing_name, seed=cell.seed, lang=lang, train_lang=",".join(stage.train_langs),
-            **prediction_scores(predictions),
+            **prediction_scores(predictions), **_selection_fields(selection),
             split_note=split_note(cell.target),
             few_shot_k=int(cell.transfer["k"]) if few_shot else None,
             few_shot_seed=int(cell.transfer["sample_seed"]) if few_shot else None,
@@ -262,9 +264,9 @@ class CellRunner:
     # -- machinery ---------------------------------------------------------------------
 
     def datamodule(self, task: dict, tokenizer: PreTrainedTokenizerBase, train_langs: tuple[str, ...] = (),
-                   eval_langs: tuple[str, ...] = ()) -> TaskDataModule:
+                   eval_langs: tuple[str, ...] = (), dev_langs: tuple[str, ...] = ()) -> TaskDataModule:
         hparams = task["hparams"]
-        return TaskDataModule(task, tokenizer, train_langs, eval_langs, batch_size=int(hparams["batch_size"]),
+        return TaskDataModule(task, tokenizer, train_langs, eval_langs, dev_langs, batch_size=int(hparams["batch_size"]),
                               eval_batch_size=int(task.get("eval_batch_size", 128)),
                               max_length=int(hparams["max_length"]), num_workers=int(self.cfg.get("num_workers", 0)),
                               cache_dir=Path(self.cfg.paths.store) / "data", seed=self.cell.seed)
@@ -285,7 +287,8 @@ class CellRunner:
         strategies that shard the weights, the whole weights gathered on rank 0."""
         if self.cfg.trainer.get("activation_checkpointing"):
             module.enable_activation_checkpointing()
-        data = self.datamodule(stage.task, tokenizer, train_langs=stage.train_langs)
+        data = self.datamodule(stage.task, tokenizer, train_langs=stage.train_langs,
+                               dev_langs=stage.dev_langs if stage.validates else ())
         logger = self.logger(stage.name)
         metrics: dict[str, Any] = {}
         work_dir = self.store.work_dir(stage.store, stage.key)
@@ -299,9 +302,11 @@ class CellRunner:
                              self.cell.name, stage.name, resume.epochs_done, resume.global_step, resume.path)
                     metrics.update(resumed_from_epoch=resume.epochs_done, resumed_from_step=resume.global_step)
                     data.resume_at = (resume.epochs_done, resume.batches_done)
+                selecting = selection_callbacks(stage, data, work_dir)
                 trainer = self.trainer(max_epochs=int(stage.hparams["epochs"]), logger=logger,
-                                       callbacks=[checkpoints])
+                                       callbacks=[checkpoints, *selecting], **trainer_settings(stage))
                 trainer.fit(module, datamodule=data, ckpt_path=resume.path if resume else None)
+                metrics["selection"] = select(trainer, stage, selecting)
                 weights = gathered_weights(trainer)
         finally:
             finish_logger()
@@ -311,61 +316,21 @@ class CellRunner:
         return metrics, weights
 
 
-def gather_rows(trainer: pl.Trainer, batches: list[torch.Tensor], width: int) -> np.ndarray:
-    """Every rank's prediction rows (the example's row number first, then `width` - 1
-    values: see the modules' `predict_step`), in test-set order. Test shards differ in size
-    by up to one example (no rank repeats one), and all_gather needs equal shapes: pad with
-    rows of -1, then drop them."""
-    rows = torch.cat(batches) if batches else torch.zeros(0, width, dtype=torch.long)
-    if trainer.world_size > 1:
-        strategy = trainer.strategy
-        counts = strategy.all_gather(torch.tensor(rows.size(0), device=strategy.root_device))
-        padded = torch.full((int(counts.max()), width), -1, dtype=rows.dtype, device=strategy.root_device)
-        padded[: rows.size(0)] = rows.to(strategy.root_device)
-        rows = strategy.all_gather(padded).reshape(-1, width)
-        rows = rows[rows[:, 0] >= 0]
-    rows = rows.cpu().numpy()
-    _, first = np.unique(rows[:, 0], return_index=True)  # a row seen twice counts once
-    return rows[first]
+def _selection_of(model_dir: Path) -> dict[str, Any] | None:
+    """How the target model in `model_dir` was selected, from its meta.json (None for a
+    model trained without validation, or a folder that is not an artifact)."""
+    meta = Path(model_dir) / META_FILE
+    return json.loads(meta.read_text())["metrics"].get("selection") if meta.is_file() else None
 
 
-def predictions_file(task: dict[str, Any], lang: str, rows: np.ndarray, data: datasets.Dataset) -> dict[str, Any]:
-    """One language's predictions as the task's metric reads them (the format
-    `xitt.metrics.predictions` describes), from the gathered prediction rows and the
-    test set's prepared rows (`data`, indexed by row number)."""
-    kind = task_type(task)
-    numbers = rows[:, 0].astype(np.int64)
-    if kind == "classification":
-        ids = data["id"]
-        return {"ids": [ids[row] for row in numbers], "gold": rows[:, 1].tolist(), "pred": rows[:, 2].tolist(),
-                "labels": list(task["labels"])}
-    if kind == "tagging":
-        labels = list(task["labels"])
-        # A word cut by truncation counts as a miss: no entity ("O") for NER, a tag outside
-        # the tag set for POS.
-        fill = "O" if task["metric"] == "entity_f1" else "_"
-        ids, tags, positions = data["id"], data["tags"], data["word_positions"]
-        return {"task_type": "tagging", "metric": task["metric"], "labels": labels,
-                "ids": [ids[row] for row in numbers], "gold": [tags[row] for row in numbers],
-                "pred": [word_tags(positions[row], predictions, labels, fill)
-                         for row, predictions in zip(numbers, rows[:, 1:])]}
-    # qa: rows are windows; the answer of a question is its best span over all its windows
-    length = (rows.shape[1] - 1) // 2
-    window_ids, offsets, contexts, answers = data["id"], data["offsets"], data["context"], data["answers"]
-    examples: dict[str, dict[str, Any]] = {}  # by question id, in the order of their first window
-    for row in numbers:
-        examples.setdefault(window_ids[row], {"context": contexts[row], "answers": answers[row]})
-    order = list(examples)
-    position = {example_id: index for index, example_id in enumerate(order)}
-    features = {"example_index": [position[window_ids[row]] for row in numbers],
-                "offset_mapping": [[None if offset == NO_OFFSET else tuple(offset) for offset in offsets[row]]
-                                   for row in numbers]}
-    predicted = best_spans(features, rows[:, 1:1 + length], rows[:, 1 + length:], [examples[i] for i in order],
-                           n_best=int(task["n_best"]), max_answer_length=int(task["max_answer_length"]))
-    # Scored with the language's own normalisation where MLQA defines one (xitt.metrics.qa),
-    # else SQuAD's (the synthetic demo languages, TyDiQA's languages outside MLQA/XQuAD).
-    return {"task_type": "qa", "lang": lang if lang in qa_metrics.LANGUAGES else None, "ids": order,
-            "gold": [examples[i]["answers"]["text"] for i in order], "pred": predicted}
+def _selection_fields(selection: dict[str, Any] | None) -> dict[str, Any]:
+    """The record's model-selection fields (see `Record`)."""
+    if not selection:
+        return {}
+    return {"selection": selection["mode"], "selected_epoch": selection["selected_epoch"],
+            "epochs_run": selection["epochs_run"], "epoch_budget": selection["epoch_budget"],
+            "dev_f1": selection["dev_f1"], "dev_f1_best": selection["dev_f1_best"],
+            "dev_f1_last": selection["dev_f1_last"], "dev_lang": ",".join(selection["dev_langs"])}
 
 
 def build_trainer(trainer_cfg: DictConfig, **overrides: Any) -> pl.Trainer:
@@ -389,8 +354,10 @@ def build_trainer(trainer_cfg: DictConfig, **overrides: Any) -> pl.Trainer:
         )
     if SLURMEnvironment.detect() and "plugins" not in overrides:
         overrides["plugins"] = [SLURMEnvironment(auto_requeue=False)]
-    # The DataModule splits batches over the ranks itself (see TaskDataModule).
-    return instantiate(cfg)(enable_checkpointing=False, use_distributed_sampler=False, **overrides)
+    # The DataModule splits batches over the ranks itself (see TaskDataModule). Lightning's
+    # checkpointing is on only where model selection passes its ModelCheckpoint.
+    overrides.setdefault("enable_checkpointing", False)
+    return instantiate(cfg)(use_distributed_sampler=False, **overrides)
 
 
 def gathered_weights(trainer: pl.Trainer) -> dict[str, torch.Tensor] | None:
