@@ -46,6 +46,13 @@ def test_ddp_matches_one_process_and_writes_once(tmp_path):
         predictions = json.loads((record_dir(ddp, record) / record["predictions"]).read_text())
         assert len(predictions["ids"]) == len(set(predictions["ids"])) == 300
 
+    # Model selection sees the whole development set on every rank count: the same curve.
+    curves = [ArtifactStore(root / "store").meta("target", by_lang["en"]["target_key"])["metrics"]["selection"]["curve"]
+              for root, by_lang in ((single, by_lang_one), (ddp, by_lang_two))]
+    assert [point["epoch"] for point in curves[1]] == [1, 2, 3, 4, 5]
+    assert [p["f1"] for p in curves[1]] == pytest.approx([p["f1"] for p in curves[0]], abs=1.5)
+    assert by_lang_two["en"]["selected_epoch"] == by_lang_one["en"]["selected_epoch"]
+
     events = ArtifactStore(ddp / "store").events()
     assert sorted(e["kind"] for e in events) == ["itt", "target", "tokenizer"]  # rank 0 built each once
     assert {e["world_size"] for e in events} == {2}
@@ -59,7 +66,8 @@ def test_ddp_matches_one_process_and_writes_once(tmp_path):
     assert json.loads(next((ddp / "runs").glob("*/cell.json")).read_text())["status"] == "done"
     # Data prepared once (on rank 0, in prepare_data): each split tokenised once.
     tokenised = [line for line in log.splitlines() if "into the cache" in line]
-    assert len(tokenised) == len(set(line.split(" - ", 1)[-1] for line in tokenised)) == 6  # 2 train, 4 test
+    # 2 train, 2 development (ITT, target), 4 test
+    assert len(tokenised) == len(set(line.split(" - ", 1)[-1] for line in tokenised)) == 8
 
 
 def record_dir(root: Path, record: dict) -> Path:

@@ -59,6 +59,9 @@ def test_demo_ner_and_qa_cells_run_offline_and_reuse_one_itt_encoder(tmp_path):
     for (itt, target), (name, records) in by_target.items():
         assert sorted(records) == sorted(DEMO_LANGS)
         for lang, record in records.items():
+            # every task type validates on its English development split and stores the best epoch
+            assert record["selection"] == "best" and record["dev_lang"] == "en" and record["dev_f1"] > 0
+            assert record["dev_f1"] == record["dev_f1_best"] and 1 <= record["selected_epoch"] <= record["epoch_budget"]
             predictions = assert_recomputable(tmp_path / "results" / name, record)
             if target == "demo_ner":
                 assert record["precision"] is not None and record["recall"] is not None

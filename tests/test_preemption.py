@@ -26,13 +26,20 @@ def f1_by_lang(root) -> dict[str, float]:
     return {record["lang"]: record["f1"] for record in records}
 
 
+def target_selection(root) -> dict:
+    store = ArtifactStore(root / "store")
+    (key,) = [event["key"] for event in store.events() if event["kind"] == "target"]
+    return store.meta("target", key)["metrics"]["selection"]
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> dict[str, float]:
-    """The F1 of the same command run without interruption: what a resumed run must match."""
+    """The F1 of the same command run without interruption (and its target model's
+    selection, under "selection"): what a resumed run must match."""
     root = tmp_path_factory.mktemp("uninterrupted")
     result = run_script("train.py", *OVERRIDES, f"paths.root={root}")
     assert result.returncode == 0, result.stderr[-3000:]
-    return f1_by_lang(root)
+    return {**f1_by_lang(root), "selection": target_selection(root)}
 
 
 def wait_for(predicate, process: subprocess.Popen, timeout: float, what: str) -> None:
@@ -82,7 +89,8 @@ def test_a_signalled_stage_checkpoints_exits_and_resumes(tmp_path, stop_signal, 
     assert not work.exists()  # the checkpoints go once the artifact is stored
     # The resumed stage ends with the model the uninterrupted one has: same data order,
     # same dropout masks (the random state is part of the checkpoint).
-    assert f1_by_lang(tmp_path) == pytest.approx(uninterrupted, abs=0.01)
+    assert f1_by_lang(tmp_path) == pytest.approx({k: v for k, v in uninterrupted.items() if k != "selection"},
+                                                 abs=0.01)
 
 
 @pytest.mark.slow
@@ -102,5 +110,13 @@ def test_a_killed_target_stage_resumes_to_the_same_model(tmp_path, uninterrupted
     second = run_script("train.py", *overrides)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming target from epoch 1" in second.stdout + second.stderr
-    assert f1_by_lang(tmp_path) == pytest.approx(uninterrupted, abs=0.01)
+    expected = dict(uninterrupted)
+    selection = expected.pop("selection")
+    assert f1_by_lang(tmp_path) == pytest.approx(expected, abs=0.01)
+    # The selection state went with the checkpoint: the first epoch's validation, scored
+    # before the kill, is in the curve, and the same epoch is selected.
+    resumed = target_selection(tmp_path)
+    assert [p["epoch"] for p in resumed["curve"]] == [1, 2, 3]
+    assert [p["f1"] for p in resumed["curve"]] == pytest.approx([p["f1"] for p in selection["curve"]], abs=0.01)
+    assert resumed["selected_epoch"] == selection["selected_epoch"]
     assert not list(target_dir.glob(".tmp-*")) and not list(target_dir.glob(".work-*"))
