@@ -153,3 +153,35 @@ def test_a_resumed_epoch_continues_with_the_batches_not_yet_trained():
     resumed.set_epoch(3)
     reference.set_epoch(3)
     assert list(resumed) == list(reference)  # later epochs are whole again
+
+
+def test_length_grouped_batches_pad_little_and_stay_random_per_seed_and_epoch():
+    import random
+
+    from xitt.data.datamodule import ShardedBatchSampler
+
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 128) for _ in range(2000)]
+
+    def padding(batches: list[list[int]]) -> float:
+        padded = sum(len(batch) * max(lengths[i] for i in batch) for batch in batches)
+        return 1 - sum(lengths) / padded
+
+    plain = list(ShardedBatchSampler(2000, 16, seed=1))
+    grouped = ShardedBatchSampler(2000, 16, seed=1, lengths=lengths)
+    epoch_0 = list(grouped)
+    assert padding(epoch_0) < 0.1 < 0.3 < padding(plain)
+    assert sorted(i for batch in epoch_0 for i in batch) == list(range(2000))  # every example once
+    assert max(lengths) in (lengths[i] for i in epoch_0[0])  # the longest batch first
+    # not sorted by length: consecutive batches are of unrelated lengths
+    firsts = [lengths[batch[-1]] for batch in epoch_0[1:]]
+    assert firsts != sorted(firsts) and firsts != sorted(firsts, reverse=True)
+    assert epoch_0 == list(ShardedBatchSampler(2000, 16, seed=1, lengths=lengths))  # a function of seed+epoch
+    grouped.set_epoch(1)
+    assert list(grouped) != epoch_0
+    assert list(ShardedBatchSampler(2000, 16, seed=2, lengths=lengths)) != epoch_0
+    # ranks take slices of the same batches, and a resumed epoch continues with the rest
+    ranks = [list(ShardedBatchSampler(2000, 16, world_size=2, rank=r, seed=1, lengths=lengths)) for r in (0, 1)]
+    assert all(sorted(a + b) == sorted(whole) for whole, a, b in zip(epoch_0, *ranks))
+    resumed = ShardedBatchSampler(2000, 16, seed=1, resume_at=(0, 7), lengths=lengths)
+    assert list(resumed) == epoch_0[7:]

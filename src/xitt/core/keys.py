@@ -5,7 +5,7 @@ import json
 from typing import Any
 
 # Bump when the meaning of a stored artifact changes, so that old ones are not reused.
-STORE_FORMAT = 2  # 2: seeded heads, reshuffled epochs, resumable random state
+STORE_FORMAT = 3  # 2: seeded heads, reshuffled epochs, resumable random state; 3: length-grouped batches
 
 
 def content_key(payload: Any) -> str:

@@ -73,13 +73,16 @@ class TaskDataModule(pl.LightningDataModule):
         # (epoch, batches already trained in it) when a stage resumes from a checkpoint
         self.resume_at: tuple[int, int] | None = None
 
-    def _tokenised(self, dataset: datasets.Dataset) -> datasets.Dataset:
+    def _tokenised(self, dataset: datasets.Dataset, key: str) -> datasets.Dataset:
         """Model inputs and targets of a split, computed once (they are cached): token ids
         and the class for classification; first-sub-word labels for tagging; for QA, the
-        windows of each question (a question may give several rows)."""
+        windows of each question (a question may give several rows). `key` (the split's
+        content key) is the result's fingerprint: otherwise `datasets` hashes the tokenizer
+        the function holds, which takes seconds for a large vocabulary."""
         tokenise = {"classification": self._classification_rows, "tagging": self._tagging_rows,
                     "qa": self._qa_rows}[self.type]
-        dataset = dataset.map(tokenise, batched=True, remove_columns=dataset.column_names, desc=None)
+        dataset = dataset.map(tokenise, batched=True, remove_columns=dataset.column_names, desc=None,
+                              new_fingerprint=key)
         dataset = dataset.add_column("row", list(range(len(dataset))))
         keep = [column for column in (*MODEL_COLUMNS, *SCORING_COLUMNS) if column in dataset.column_names]
         return dataset.select_columns(keep)
@@ -127,25 +130,25 @@ class TaskDataModule(pl.LightningDataModule):
                 + [(lang, dev_split(self.task)) for lang in self.dev_langs]
                 + [(lang, self.task["test_split"]) for lang in self.eval_langs])
 
-    def _cache_folder(self, lang: str, split: str) -> Path:
-        """Keyed by everything that determines the tokenised rows: the task's data settings
+    def _split_key(self, lang: str, split: str) -> str:
+        """Everything that determines a split's tokenised rows: the task's data settings
         (not its training hyper-parameters), the language, split, tokenizer and length."""
         data = {name: value for name, value in self.task.items() if name not in ("hparams", "eval_batch_size")}
         tokenizer = {"name": self.tokenizer.name_or_path, "class": type(self.tokenizer).__name__,
                      "size": len(self.tokenizer)}
-        key = content_key({"task": data, "lang": lang, "split": split, "tokenizer": tokenizer,
-                           "max_length": self.max_length})
-        return self.cache_dir / f"{self.task['name']}-{lang}-{split}-{key}"
+        return content_key({"task": data, "lang": lang, "split": split, "tokenizer": tokenizer,
+                            "max_length": self.max_length})
 
     def _prepared(self, lang: str, split: str) -> datasets.Dataset:
         """One language's split, tokenised: from the cache (written first if missing), or
         in memory without a cache."""
+        key = self._split_key(lang, split)
         if self.cache_dir is None:
-            return self._tokenised(load_split(self.task, lang, split))
-        folder = self._cache_folder(lang, split)
+            return self._tokenised(load_split(self.task, lang, split), key)
+        folder = self.cache_dir / f"{self.task['name']}-{lang}-{split}-{key}"
         if not folder.is_dir():
             tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
-            tokenised = self._tokenised(load_split(self.task, lang, split))
+            tokenised = self._tokenised(load_split(self.task, lang, split), key)
             tokenised.save_to_disk(str(tmp))
             log.info("Tokenised %s %s %s (%d rows) into the cache %s", self.task["name"], lang, split,
                      len(tokenised), folder)
@@ -163,6 +166,7 @@ class TaskDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_langs and not hasattr(self, "train_set"):
             parts = [_model_view(self._prepared(lang, self.task["train_split"])) for lang in self.train_langs]
+            self.train_lengths = [len(ids) for part in parts for ids in part["input_ids"]]
             self.train_set = datasets.concatenate_datasets(parts).with_format("torch")
         if self.dev_langs and not hasattr(self, "dev_sets"):
             self.dev_sets = [self._scored_set(lang, dev_split(self.task), self.dev_data) for lang in self.dev_langs]
@@ -182,7 +186,7 @@ class TaskDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         sampler = ShardedBatchSampler(len(self.train_set), self.batch_size, world_size, rank, self.seed,
-                                      resume_at=self.resume_at)
+                                      resume_at=self.resume_at, lengths=self.train_lengths)
         # A generator of its own: otherwise each epoch's iterator draws its base seed from
         # torch's global generator, which dropout uses too, and a resumed stage would draw
         # its dropout masks from another point of that stream than an uninterrupted one.
@@ -211,11 +215,21 @@ class TaskDataModule(pl.LightningDataModule):
                                             shuffle=False)
 
 
+# Length grouping: each epoch's shuffled examples are taken in groups of this many batches,
+# sorted by length within a group, cut into batches, and the batches shuffled (as
+# transformers' `group_by_length`): batches pad little and their order stays random.
+GROUP_BATCHES = 50
+
+
 class ShardedBatchSampler(Sampler[list[int]]):
     """Shuffled training batches, the same whatever the number of processes: each epoch
     a seeded permutation is cut into batches of `batch_size`, and rank r of n takes every
     n-th example of each batch. Every rank gets the same number of batches (DDP steps in
     lock-step); a last batch too small to give every rank an example is dropped.
+
+    With `lengths` (tokens per example) the batches are length-grouped (`GROUP_BATCHES`),
+    still a function of seed and epoch only, with the batch of the longest example first
+    (a batch too large for memory fails at the first step, not hours later).
 
     `resume_at=(epoch, k)`: training resumes from a checkpoint taken after k batches of
     `epoch`; that epoch yields only its batches from k on (its length still counts all of
@@ -223,10 +237,11 @@ class ShardedBatchSampler(Sampler[list[int]]):
     Lightning may draw the first batch before it calls `set_epoch`."""
 
     def __init__(self, size: int, batch_size: int, world_size: int = 1, rank: int = 0, seed: int = 0,
-                 resume_at: tuple[int, int] | None = None):
+                 resume_at: tuple[int, int] | None = None, lengths: Sequence[int] | None = None):
         self.size, self.batch_size = size, batch_size
         self.world_size, self.rank, self.seed = world_size, rank, seed
         self.epoch, self.skip = resume_at or (0, 0)
+        self.lengths = None if lengths is None else torch.as_tensor(lengths)
 
     @property
     def sampler(self) -> "ShardedBatchSampler":
@@ -239,8 +254,18 @@ class ShardedBatchSampler(Sampler[list[int]]):
 
     def _batches(self) -> list[list[int]]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator).tolist()
+        order = torch.randperm(self.size, generator=generator)
+        if self.lengths is not None:
+            group = self.batch_size * GROUP_BATCHES
+            order = torch.cat([chunk[torch.argsort(self.lengths[chunk], descending=True, stable=True)]
+                               for chunk in order.split(group)])
+        order = order.tolist()
         batches = [order[start:start + self.batch_size] for start in range(0, self.size, self.batch_size)]
+        if self.lengths is not None:
+            permutation = torch.randperm(len(batches), generator=generator).tolist()
+            longest = order.index(int(torch.argmax(self.lengths))) // self.batch_size
+            permutation.remove(longest)
+            batches = [batches[index] for index in [longest, *permutation]]
         return [batch for batch in batches if len(batch) >= self.world_size]
 
     def __iter__(self):

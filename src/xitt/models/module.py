@@ -99,7 +99,9 @@ class EncoderModule(pl.LightningModule):
         return self.predict_step(batch, batch_idx, dataloader_idx)
 
     def log_loss(self, loss: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
+        # Not on the progress bar: it would read the loss back from the device at every step
+        # (a host synchronisation); the logger reads it every `log_every_n_steps` only.
+        self.log("train/loss", loss, batch_size=batch["input_ids"].size(0))
         return loss
 
     def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
