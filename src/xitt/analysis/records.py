@@ -46,7 +46,9 @@ _NUMBER_FIELDS = Record.NUMBERS
 # The columns that say which comparison a record belongs to.  A *setting* is one curve
 # of gain against size; a *cell* adds the size and the intermediate task; a *run* is one
 # trained model evaluated on one language.
-SETTING_KEYS = ("model", "target", "transfer", "freezing", "train_lang")
+# Model selection (best / last epoch) is part of a setting: the same cells selected two ways
+# are two curves, not one cell evaluated twice.
+SETTING_KEYS = ("model", "target", "transfer", "freezing", "train_lang", "selection")
 CELL_KEYS = (*SETTING_KEYS, "size", "params", "itt")
 RUN_KEYS = (*CELL_KEYS, "lang", "seed")
 

@@ -98,7 +98,8 @@ def by_setting(table: pd.DataFrame) -> Iterator[tuple[dict, pd.DataFrame]]:
 def setting_title(setting: dict) -> str:
     title = (f"{setting['model']} on {setting['target']}, {setting['transfer']}, "
              f"freezing {setting['freezing']}")
-    return title + (f", trained on {setting['train_lang']}" if setting["train_lang"] else "")
+    title += f", trained on {setting['train_lang']}" if setting["train_lang"] else ""
+    return title + (f", {setting['selection']} epoch on dev" if setting.get("selection") else "")
 
 
 def answers(analysis: Analysis) -> list[dict]:
@@ -220,11 +221,11 @@ def selection_table(records: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     keys = [*SETTING_KEYS, "size", "itt", "seed"]
     models = records[records["selection"].astype(str) != ""].drop_duplicates(keys)
-    table = models[[*keys, "selection", "selected_epoch", "epochs_run", "epoch_budget", "dev_lang",
+    table = models[[*keys, "selected_epoch", "epochs_run", "epoch_budget", "dev_lang",
                     "dev_f1", "dev_f1_best", "dev_f1_last"]].copy()
     table["last_minus_best"] = table["dev_f1_last"] - table["dev_f1_best"]
     table[["dev_f1", "dev_f1_best", "dev_f1_last", "last_minus_best"]] = table[
-        ["dev_f1", "dev_f1_best", "dev_f1_last", "last_minus_best"]].round(1)
+        ["dev_f1", "dev_f1_best", "dev_f1_last", "last_minus_best"]].round(1) + 0.0  # no -0.0
     best_epoch_is_last = table["dev_f1_last"] >= table["dev_f1_best"]
     table["at_budget_edge"] = best_epoch_is_last & (table["epochs_run"] == table["epoch_budget"])
     for column in ("selected_epoch", "epochs_run", "epoch_budget"):
@@ -249,8 +250,8 @@ def _selection_section(records: pd.DataFrame) -> list[str]:
                      f"difference may measure how fast each learns rather than where each ends. Raise "
                      f"`target.hparams.epochs` and run again (finished stages are reused where their keys "
                      f"allow).\n")
-    shown = table.drop(columns=list(SETTING_KEYS)) if table[list(SETTING_KEYS)].drop_duplicates().shape[0] == 1 \
-        else table
+    constant = [key for key in SETTING_KEYS if key != "selection" and table[key].nunique() == 1]
+    shown = table.drop(columns=constant)
     parts.append(to_markdown(shown))
     return parts
 
@@ -381,4 +382,4 @@ def _heatmap_name(setting_key: tuple, itt: str) -> str:
 
 
 def _slug(values: Iterable) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(str(v) for v in values)).strip("_")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(str(v) for v in values if str(v) != "")).strip("_")

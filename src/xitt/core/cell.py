@@ -301,4 +301,4 @@ class Cell:
     def tags(self) -> list[str]:
         return [f"model={self.model['family']}", f"size={self.model['size']}", f"itt={self.itt_name}",
                 f"target={self.target['name']}", f"transfer={self.transfer_name}",
-                f"freezing={self.freezing_name}", f"seed={self.seed}"]
+                f"freezing={self.freezing_name}", f"selection={self.selection['target']}", f"seed={self.seed}"]
