@@ -142,9 +142,13 @@ class TaskDataModule(pl.LightningDataModule):
     def _prepared(self, lang: str, split: str) -> datasets.Dataset:
         """One language's split, tokenised: from the cache (written first if missing), or
         in memory without a cache."""
-        key = self._split_key(lang, split)
         if self.cache_dir is None:
-            return self._tokenised(load_split(self.task, lang, split), key)
+            return self._tokenised(load_split(self.task, lang, split), self._split_key(lang, split))
+        return datasets.load_from_disk(str(self._cached(lang, split)))
+
+    def _cached(self, lang: str, split: str) -> Path:
+        """The cache folder of one language's split, tokenised and written first if missing."""
+        key = self._split_key(lang, split)
         folder = self.cache_dir / f"{self.task['name']}-{lang}-{split}-{key}"
         if not folder.is_dir():
             tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -156,12 +160,13 @@ class TaskDataModule(pl.LightningDataModule):
                 os.rename(tmp, folder)
             except OSError:  # another job stored the same split meanwhile: keep theirs
                 shutil.rmtree(tmp, ignore_errors=True)
-        return datasets.load_from_disk(str(folder))
+        return folder
 
     def prepare_data(self) -> None:
+        """Fills the cache (one process per node); `setup` then loads from it in every rank."""
         if self.cache_dir is not None:
             for lang, split in self._splits():
-                self._prepared(lang, split)
+                self._cached(lang, split)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_langs and not hasattr(self, "train_set"):
