@@ -16,7 +16,7 @@ from xitt.core.store import ArtifactStore
 # The demo cell with three short ITT epochs (40 batches each), to interrupt in the second,
 # and a target stage of three epochs (38 batches of 4 each: long enough to be caught between
 # its first checkpoint and its end).
-OVERRIDES = ["logger=none", "itt.hparams.epochs=3", "+trainer.limit_train_batches=40", "target.hparams.epochs=3",
+OVERRIDES = ["logger=none", "trainer.checkpoint_min_interval_s=0", "itt.hparams.epochs=3", "+trainer.limit_train_batches=40", "target.hparams.epochs=3",
              "target.hparams.batch_size=4"]
 
 

@@ -117,7 +117,7 @@ def test_failing_cell_is_recorded_and_the_grid_goes_on(demo_grid):
 # -- kill anywhere, lose nothing ------------------------------------------------------------
 
 
-KILL_GRID = ["model=tiny", "size=s", "itt=none,demo", "seed=1"]
+KILL_GRID = ["model=tiny", "size=s", "itt=none,demo", "seed=1", "trainer.checkpoint_min_interval_s=0"]
 
 
 def f1_of_size_s(root: Path) -> dict[tuple[str, str], float]:

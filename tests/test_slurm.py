@@ -85,7 +85,8 @@ def test_a_preempted_cell_is_requeued_and_resumes(slurm_cluster, tmp_path):
     env.pop("XITT_SWEEP_NAME", None)
     grid = subprocess.Popen(
         [sys.executable, "train.py", "-m", "launcher=slurm_local", "logger=none", f"paths.root={tmp_path}",
-         "itt.hparams.epochs=3", "+trainer.limit_train_batches=40", "target.hparams.epochs=1"],
+         "itt.hparams.epochs=3", "+trainer.limit_train_batches=40", "target.hparams.epochs=1",
+         "trainer.checkpoint_min_interval_s=0"],
         cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     itt_dir = tmp_path / "store" / "itt"
     job = None

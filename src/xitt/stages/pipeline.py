@@ -51,7 +51,8 @@ from xitt.stages.resume import PreemptionGuard, StageCheckpoints
 log = logging.getLogger(__name__)
 HEAD_FILE = "head.safetensors"
 # Keys of the `trainer` config that xitt reads itself; all others are pl.Trainer arguments.
-XITT_TRAINER_KEYS = ("activation_checkpointing", "checkpoint_every_n_epochs", "gpu_memory_gb")
+XITT_TRAINER_KEYS = ("activation_checkpointing", "checkpoint_every_n_epochs", "checkpoint_min_interval_s",
+                     "gpu_memory_gb")
 DEFAULT_LOCK_TIMEOUT_S = 6 * 3600
 
 
@@ -295,7 +296,8 @@ class CellRunner:
         try:
             with PreemptionGuard() as guard:
                 checkpoints = StageCheckpoints(work_dir, guard, f"Cell {self.cell.name}: {stage.name}",
-                                               int(self.cfg.trainer.get("checkpoint_every_n_epochs", 1)))
+                                               int(self.cfg.trainer.get("checkpoint_every_n_epochs", 1)),
+                                               float(self.cfg.trainer.get("checkpoint_min_interval_s", 0)))
                 resume = checkpoints.resume_point()
                 if resume:
                     log.info("Cell %s: resuming %s from epoch %d (step %d), checkpoint %s",

@@ -10,7 +10,8 @@ work folder (`<store>/<kind>/.work-<key>/`, see `ArtifactStore.work_dir`) at the
 the batch, and hands the signal on to whoever handled it before: submitit requeues the
 job and exits; without submitit the process exits with status 128 + signal number. The
 checkpoint is also written every `trainer.checkpoint_every_n_epochs` epochs (default 1),
-so a job killed without warning loses at most that many epochs.
+unless the previous one is younger than `trainer.checkpoint_min_interval_s` (default 60 s),
+so a job killed without warning loses at most that many epochs or that long.
 
 When the stage runs again (the requeued job, or the same command run by hand), `fit`
 finds `last.ckpt` and passes it to `trainer.fit(ckpt_path=...)`: weights, optimizer,
@@ -24,6 +25,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -101,11 +103,17 @@ class StageCheckpoints(pl.Callback):
     """Saves the stage's resumable state in its work folder at each epoch end and when a
     stop signal was noted, and tells where to resume from."""
 
-    def __init__(self, work_dir: Path, guard: PreemptionGuard, describe: str, every_n_epochs: int = 1):
+    def __init__(self, work_dir: Path, guard: PreemptionGuard, describe: str, every_n_epochs: int = 1,
+                 min_interval_s: float = 0.0):
         self.work_dir = Path(work_dir)
         self.guard = guard
         self.describe = describe  # "Cell <name>: ITT", for the log
         self.every_n_epochs = every_n_epochs  # 0: only when signalled
+        self.min_interval_s = min_interval_s
+        self._last_saved = time.monotonic()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_saved = time.monotonic()
 
     def resume_point(self) -> ResumePoint | None:
         import json
@@ -135,6 +143,7 @@ class StageCheckpoints(pl.Callback):
                 "reason": reason,
                 "saved": datetime.now(timezone.utc).isoformat()})
         trainer.strategy.barrier("stage checkpoint saved")
+        self._last_saved = time.monotonic()
 
     def _stop_if_signalled(self, trainer: pl.Trainer, epochs_done: int, batches_done: int = 0) -> None:
         # Every rank must stop at the same point: the signal may have reached only some.
@@ -170,7 +179,10 @@ class StageCheckpoints(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         done = trainer.current_epoch + 1
         # Not after the last epoch: the artifact itself is written next.
-        if self.every_n_epochs and done % self.every_n_epochs == 0 and done < trainer.max_epochs:
+        due = self.every_n_epochs and done % self.every_n_epochs == 0 and done < trainer.max_epochs
+        # Every rank must agree on skipping: saving is collective.
+        young = trainer.strategy.broadcast(time.monotonic() - self._last_saved < self.min_interval_s)
+        if due and not young:
             self._save(trainer, done, "epoch end")
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

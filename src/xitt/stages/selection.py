@@ -74,10 +74,14 @@ def selection_callbacks(stage: Stage, data: TaskDataModule, work_dir: Path) -> l
     callbacks: list[pl.Callback] = [DevScore(stage.task, data, stage.dev_langs)]
     if stage.selection["mode"] == "best":
         # Only the weights: the optimizer is not needed to store the selected model, and
-        # the preemption checkpoint (StageCheckpoints) keeps what resuming needs.
+        # the preemption checkpoint (StageCheckpoints) keeps what resuming needs. Saved at the
+        # end of validation, not of the training epoch: the epoch-end preemption checkpoint
+        # must already hold the updated best score and path, or a stage killed after it
+        # would resume without knowing its best epoch.
         callbacks.append(ModelCheckpoint(dirpath=work_dir / SELECTION_FOLDER, filename="best", monitor=MONITOR,
                                          mode="max", save_top_k=1, save_weights_only=True,
-                                         auto_insert_metric_name=False, enable_version_counter=False))
+                                         auto_insert_metric_name=False, enable_version_counter=False,
+                                         save_on_train_epoch_end=False))
     if stage.selection.get("patience"):
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=int(stage.selection["patience"]),
                                        check_on_train_epoch_end=False))
