@@ -70,8 +70,10 @@ def training_rows(workloads: list[str], quick: bool, rounds: int, root: Path) ->
         warmup = 2 if quick else 5
         # xitt-lean (no progress bar, no epoch checkpoints) says where xitt's overhead goes; it
         # matters where steps are short and epochs many (tiny), not for one epoch of e5.
+        # xitt-compile (torch.compile) says whether compiling pays off; compiling e5-small on
+        # 2 CPU cores takes minutes, so the tiny workload answers.
         frameworks = ["plain", *(["trainer"] if with_trainer else []), "xitt",
-                      *(["xitt-lean"] if workload == "tiny" else [])]
+                      *(["xitt-lean", "xitt-compile"] if workload == "tiny" else [])]
         for precision, short in PRECISIONS:
             progress(f"train {workload} {short}: {', '.join(frameworks)} x {rounds} rounds")
             results = measure_in_child("training", {
@@ -88,7 +90,7 @@ def training_rows(workloads: list[str], quick: bool, rounds: int, root: Path) ->
 def training_table(name: str, results: dict[str, dict]) -> list[Row]:
     """The figures of every framework, then the ratios: of examples/s (what the targets are
     set on), with the ratio of real tokens/s beside it."""
-    names = {"xitt": "xitt", "trainer": "Trainer", "plain": "plain", "xitt-lean": "lean"}
+    names = {"xitt": "xitt", "trainer": "Trainer", "plain": "plain", "xitt-lean": "lean", "xitt-compile": "compiled"}
     xitt = results["xitt"]
     rows = [
         Row(f"{name}: examples/s", " | ".join(f"{names[f]} {r['examples_per_s']:.1f}" for f, r in results.items())
@@ -107,6 +109,8 @@ def training_table(name: str, results: dict[str, dict]) -> list[Row]:
     rows += [ratio("xitt / Trainer", "xitt", "trainer", ">= 1.05"), ratio("xitt / plain loop", "xitt", "plain", ">= 0.97")]
     if "xitt-lean" in results:
         rows.append(ratio("xitt-lean / plain loop", "xitt-lean", "plain"))
+    if "xitt-compile" in results:
+        rows.append(ratio("xitt compiled / xitt", "xitt-compile", "xitt"))
     if "trainer" in results:
         rows.append(ratio("Trainer / plain loop", "trainer", "plain"))
     if xitt.get("checkpoint_s") is not None:

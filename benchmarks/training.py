@@ -103,7 +103,9 @@ def run(payload: dict) -> dict:
     runners = {"xitt": CellRunner(compose(*overrides)),
                # the same stage without the progress bar and the epoch-end checkpoints
                "xitt-lean": CellRunner(compose(*overrides, "trainer.enable_progress_bar=false",
-                                               "trainer.checkpoint_every_n_epochs=0"))}
+                                               "trainer.checkpoint_every_n_epochs=0")),
+               # the same stage with its encoder compiled (torch.compile, dynamic shapes)
+               "xitt-compile": CellRunner(compose(*overrides, "trainer.compile=true"))}
     runner = runners["xitt"]
     quiet_libraries()
     tokenizer = load_tokenizer(runner.cell.model, runner.store)

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 HEAD_FILE = "head.safetensors"
 # Keys of the `trainer` config that xitt reads itself; all others are pl.Trainer arguments.
 XITT_TRAINER_KEYS = ("activation_checkpointing", "checkpoint_every_n_epochs", "checkpoint_min_interval_s",
-                     "gpu_memory_gb")
+                     "compile", "gpu_memory_gb")
 DEFAULT_LOCK_TIMEOUT_S = 6 * 3600
 
 
@@ -288,6 +288,10 @@ class CellRunner:
         strategies that shard the weights, the whole weights gathered on rank 0."""
         if self.cfg.trainer.get("activation_checkpointing"):
             module.enable_activation_checkpointing()
+        if self.cfg.trainer.get("compile"):
+            # In place (nn.Module.compile): the weights keep their names, so the stored model
+            # is the same files; dynamic, since every batch has its own padded length.
+            module.encoder.compile(dynamic=True)
         data = self.datamodule(stage.task, tokenizer, train_langs=stage.train_langs,
                                dev_langs=stage.dev_langs if stage.validates else ())
         logger = self.logger(stage.name)
