@@ -46,3 +46,15 @@ def test_xnli_dev_carved_by_premise_shares_no_premise_between_train_and_test(sha
     assert tests["de"]["id"] == tests["zh"]["id"] == tests["en"]["id"]
     assert not set(train["id"]) & set(tests["de"]["id"])
     assert "groups of rows with one premise" in split_note(cell.target)
+
+
+def test_the_report_says_when_its_sizes_are_a_depth_ladder():
+    import pandas as pd
+
+    from xitt.analysis.report import _depth_ladder_note
+
+    records = pd.DataFrame({"model": ["e5_depth", "e5_depth", "e5_depth", "tiny"],
+                            "keep_layers": [3.0, 6.0, 12.0, float("nan")]})
+    (note,) = _depth_ladder_note(records)
+    assert "depth ladder" in note and "e5_depth: 3, 6, 12 layers" in note and "tiny" not in note
+    assert _depth_ladder_note(records[records["model"] == "tiny"]) == []

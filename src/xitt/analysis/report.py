@@ -166,6 +166,19 @@ def _verdict_text(estimate: dict, before: str, after: str = "") -> str:
             f"{format_p_value(estimate['p_value'])}{after}")
 
 
+def _depth_ladder_note(records: pd.DataFrame) -> list[str]:
+    """Says so when sizes are a depth ladder (`model.keep_layers`): the bottom layers of one
+    pretrained checkpoint, not separately pretrained models."""
+    if "keep_layers" not in records or not records["keep_layers"].notna().any():
+        return []
+    ladders = records[records["keep_layers"].notna()].groupby("model")["keep_layers"].unique()
+    described = "; ".join(f"{model}: {', '.join(str(int(k)) for k in sorted(kept))} layers"
+                          for model, kept in ladders.items())
+    return [f"**Sizes here are a depth ladder** ({described}): the bottom layers of one pretrained "
+            f"checkpoint, the rest dropped, not separately pretrained models. The trend says how ITT's "
+            f"effect depends on the depth kept of a fixed encoder, not on pretraining scale.\n"]
+
+
 def report_markdown(analysis: Analysis, answer_list: list[dict],
                     figures: dict[str, Figure]) -> str:
     level = f"{analysis.level:.0%}"
@@ -175,6 +188,7 @@ def report_markdown(analysis: Analysis, answer_list: list[dict],
     parts = [
         "# ITT gain versus model size\n",
         "\n".join(sentences) + "\n",
+        *_depth_ladder_note(records),
         *(f"![ITT gain vs parameters by language group]({name})\n" for name in figures
           if name.startswith("gain_by_group_")),
         f"Gains are F1 points of the ITT cell minus its no-ITT twin on the same seeds "

@@ -40,6 +40,8 @@ class Record:
     precision: float | None = None
     recall: float | None = None
     exact_match: float | None = None
+    # a depth ladder's size (`model.keep_layers`): the bottom layers kept of the checkpoint
+    keep_layers: int | None = None
     # model selection of the target model (xitt.stages.selection; None without validation):
     # best|last, the epoch stored (1-based), the epochs trained and allowed, the development
     # F1 of the stored model, of the best and of the last validation, in which language(s)
@@ -65,7 +67,7 @@ class Record:
     # The fields a file must have to count as a record, and the ones that are numbers.
     REQUIRED = ("cell_key", "model", "size", "params", "itt", "target", "transfer", "freezing", "seed", "lang", "f1")
     NUMBERS = {"params": int, "seed": int, "f1": float, "n": float, "accuracy": float, "precision": float,
-               "recall": float, "exact_match": float, "selected_epoch": float, "epochs_run": float,
+               "recall": float, "exact_match": float, "keep_layers": float, "selected_epoch": float, "epochs_run": float,
                "epoch_budget": float, "dev_f1": float, "dev_f1_best": float, "dev_f1_last": float}
 
     def as_dict(self) -> dict[str, Any]:

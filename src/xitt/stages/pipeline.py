@@ -253,6 +253,7 @@ class CellRunner:
             params=params, itt=cell.itt_name, target=cell.target["name"], transfer=cell.transfer["mode"],
             freezing=cell.freezing_name, seed=cell.seed, lang=lang, train_lang=",".join(stage.train_langs),
             **prediction_scores(predictions), **_selection_fields(selection),
+            keep_layers=cell.model.get("keep_layers"),
             split_note=split_note(cell.target),
             few_shot_k=int(cell.transfer["k"]) if few_shot else None,
             few_shot_seed=int(cell.transfer["sample_seed"]) if few_shot else None,
