@@ -99,7 +99,8 @@ def setting_title(setting: dict) -> str:
     title = (f"{setting['model']} on {setting['target']}, {setting['transfer']}, "
              f"freezing {setting['freezing']}")
     title += f", trained on {setting['train_lang']}" if setting["train_lang"] else ""
-    return title + (f", {setting['selection']} epoch on dev" if setting.get("selection") else "")
+    selection = {"best": ", best epoch on the development set", "last": ", last epoch"}
+    return title + selection.get(setting.get("selection") or "", "")
 
 
 def answers(analysis: Analysis) -> list[dict]:
