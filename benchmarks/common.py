@@ -7,10 +7,12 @@ torch keep process-wide state (seeds, accelerate's mixed-precision singleton, th
 pools), so that one precision or workload never inherits another's.
 """
 
+import argparse
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +117,34 @@ def child_main(run) -> None:
     payload = json.loads(sys.argv[sys.argv.index("--child") + 1])
     result = run(payload)
     print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def rows_main(doc: str, rows) -> None:
+    """The command line of a module that prints table rows (`rows(root, quick)`), run on its
+    own in a temporary folder."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as root:
+        for row in rows(Path(root), options.quick):
+            print(row)
+
+
+def measurement_main(doc: str, run, precision: bool = False) -> None:
+    """The command line of a measurement module: `--child <json>` when bench.py runs it in
+    a child process, else a run on its own (a workload, a precision where it has one) in a
+    temporary folder, its result printed as JSON."""
+    if "--child" in sys.argv:
+        child_main(run)
+        return
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workload", choices=("tiny", "e5"), default="tiny")
+    if precision:
+        parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="bf16-mixed")
+    parser.add_argument("--quick", action="store_true")
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as root:
+        print(json.dumps(run({**vars(options), "root": root}), indent=1))
 
 
 def compose(*overrides: str):

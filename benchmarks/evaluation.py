@@ -10,14 +10,10 @@ tokenisation row measures that); one untimed batch warms the kernels for both lo
     python benchmarks/evaluation.py --workload e5
 """
 
-import argparse
-import json
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import child_main, compose, match_pipeline_threads, workload_overrides
+from common import compose, match_pipeline_threads, measurement_main, workload_overrides
 
 
 def run(payload: dict) -> dict:
@@ -93,16 +89,7 @@ def run(payload: dict) -> dict:
 
 
 def main() -> None:
-    if "--child" in sys.argv:
-        child_main(run)
-        return
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workload", choices=("tiny", "e5"), default="tiny")
-    parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="bf16-mixed")
-    parser.add_argument("--quick", action="store_true")
-    options = parser.parse_args()
-    with tempfile.TemporaryDirectory() as root:
-        print(json.dumps(run({**vars(options), "root": root}), indent=1))
+    measurement_main(__doc__, run, precision=True)
 
 
 if __name__ == "__main__":

@@ -23,14 +23,12 @@ what the store trains (only the tokenizer and the tokenised data are shared).
     python benchmarks/grid.py [--quick]
 """
 
-import argparse
 import itertools
 import json
 import sys
-import tempfile
 from pathlib import Path
 
-from common import Row, compose, timed, train_py
+from common import Row, compose, rows_main, timed, train_py
 
 SIZES, ITTS = ("s", "m", "l"), ("none", "demo")
 QUICK_SIZES = ("s",)
@@ -100,12 +98,7 @@ def rows(root: Path, quick: bool) -> list[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    options = parser.parse_args()
-    with tempfile.TemporaryDirectory() as root:
-        for row in rows(Path(root), options.quick):
-            print(row)
+    rows_main(__doc__, rows)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,11 @@
     python benchmarks/startup.py [--quick]
 """
 
-import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import Row, start, timed, train_py
+from common import Row, rows_main, start, timed, train_py
 
 # --quick: the same default cell without ITT and with 2 target epochs.
 QUICK_CELL = ["itt=none", "target.hparams.epochs=2"]
@@ -70,12 +68,7 @@ def rows(root: Path, quick: bool, startup: bool = True, concurrency: bool = True
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    options = parser.parse_args()
-    with tempfile.TemporaryDirectory() as root:
-        for row in rows(Path(root), options.quick):
-            print(row)
+    rows_main(__doc__, rows)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,10 @@ not tokenisation and which a warm run in a fresh process pays too.
     python benchmarks/tokenisation.py --workload e5
 """
 
-import argparse
-import json
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import child_main, compose, workload_overrides
+from common import compose, measurement_main, workload_overrides
 
 
 def run(payload: dict) -> dict:
@@ -55,15 +51,7 @@ def run(payload: dict) -> dict:
 
 
 def main() -> None:
-    if "--child" in sys.argv:
-        child_main(run)
-        return
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workload", choices=("tiny", "e5"), default="tiny")
-    parser.add_argument("--quick", action="store_true")
-    options = parser.parse_args()
-    with tempfile.TemporaryDirectory() as root:
-        print(json.dumps(run({**vars(options), "root": root}), indent=1))
+    measurement_main(__doc__, run)
 
 
 if __name__ == "__main__":
