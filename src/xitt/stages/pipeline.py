@@ -19,8 +19,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import datasets
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate

@@ -179,10 +179,10 @@ class StageCheckpoints(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         done = trainer.current_epoch + 1
         # Not after the last epoch: the artifact itself is written next.
-        due = self.every_n_epochs and done % self.every_n_epochs == 0 and done < trainer.max_epochs
-        # Every rank must agree on skipping: saving is collective.
-        young = trainer.strategy.broadcast(time.monotonic() - self._last_saved < self.min_interval_s)
-        if due and not young:
+        if not (self.every_n_epochs and done % self.every_n_epochs == 0 and done < trainer.max_epochs):
+            return
+        # Every rank must agree on skipping (saving is collective): rank 0's clock decides.
+        if not trainer.strategy.broadcast(time.monotonic() - self._last_saved < self.min_interval_s):
             self._save(trainer, done, "epoch end")
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
