@@ -50,13 +50,50 @@ def test_default_cell_runs_offline_and_prints_per_language_f1(tmp_path):
 
 
 def test_job_folders_name_a_precision_other_than_the_default():
-    from xitt.core.jobs import cpu_precision
     from xitt.core.naming import job_dirname
 
-    other = "32-true" if cpu_precision() == "bf16-mixed" else "bf16-mixed"
-    assert job_dirname("itt=none", cpu_precision()) == "itt=none"
-    assert job_dirname("itt=none", other) == f"itt=none,precision={other}"
+    assert job_dirname("itt=none", "32-true") == "itt=none"
+    assert job_dirname("itt=none", "bf16-mixed") == "itt=none,precision=bf16-mixed"
     assert job_dirname("itt=none,trainer.precision=bf16-mixed", "bf16-mixed") == "itt=none,trainer.precision=bf16-mixed"
+
+
+def test_the_cpu_precision_and_keys_do_not_depend_on_the_machine(tmp_path, monkeypatch):
+    """The same command computes the same artifact keys on any CPU: the default precision
+    is not read from the CPU's flags."""
+    from xitt.core import jobs
+
+    keys = {}
+    for native in (True, False):
+        monkeypatch.setattr(jobs, "has_native_bf16", lambda native=native: native)
+        cfg = compose("itt=demo")
+        assert cfg.trainer.precision == "32-true"
+        cell = Cell.from_config(cfg)
+        keys[native] = (cell.itt_key, cell.target_key(["en"]))
+    assert keys[True] == keys[False]
+
+
+def test_a_faster_precision_measured_here_is_hinted_with_its_numbers(tmp_path, monkeypatch):
+    from xitt.core import jobs
+
+    monkeypatch.setenv("XITT_CACHE", str(tmp_path))
+    trainer = {"accelerator": "cpu", "precision": "32-true"}
+    monkeypatch.setattr(jobs, "has_native_bf16", lambda: False)
+    assert jobs.precision_hint(trainer) is None  # nothing measured, nothing native: nothing to say
+    monkeypatch.setattr(jobs, "has_native_bf16", lambda: True)
+    assert "`make bench` measures whether `trainer.precision=bf16-mixed`" in jobs.precision_hint(trainer)
+
+    def measured(fp32: float, bf16: float) -> None:
+        Path(jobs.measurements_path()).write_text(json.dumps({jobs.cpu_model(): {
+            "examples_per_s": {"32-true": fp32, "bf16-mixed": bf16}, "workload": "e5-small", "measured": "today"}}))
+
+    measured(20.0, 36.0)
+    hint = jobs.precision_hint(trainer)
+    assert "bf16-mixed training at 36.0 examples/s vs 20.0 for 32-true (1.80x" in hint
+    assert jobs.precision_hint({**trainer, "precision": "bf16-mixed"}) is None  # already the faster one
+    measured(27.0, 19.0)
+    assert jobs.precision_hint(trainer) is None
+    assert "32-true training at 27.0" in jobs.precision_hint({**trainer, "precision": "bf16-mixed"})
+    assert jobs.precision_hint({"accelerator": "gpu", "precision": "bf16-mixed"}) is None
 
 
 def test_unknown_size_fails_at_once_listing_the_family_sizes():

@@ -6,18 +6,56 @@ import json
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
+import torch
 from omegaconf import OmegaConf, open_dict
 
-from conftest import compose, records_under, run_script
+from conftest import compose, records_under
 from xitt.core.cell import Cell
 from xitt.core.store import ArtifactStore
 from xitt.core.taskspec import HELD_OUT_DEV, carves_dev, dev_split, split_note
 from xitt.data.tasks import load_split
 
-# The demo target without ITT at a learning rate high enough that its development F1 goes
-# up and down (seed 1: best at epoch 5 of 6), so that `best` and `last` store different models.
-UNSTABLE = ["itt=none", "target.hparams.epochs=6", "target.hparams.lr=1e-2", "logger=none",
-            "trainer.enable_progress_bar=false"]
+# The demo target without ITT, trained in this process so that a callback can shape its
+# development curve by construction (never by hoping that one CPU's numerics give a curve
+# of the wanted shape).
+SETTING = ["itt=none", "target.hparams.epochs=5", "target.hparams.lr=3e-3", "logger=none", "trainer.enable_progress_bar=false"]
+
+
+class WorseLastEpoch(pl.Callback):
+    """After the last training step, before the last validation: the head predicts its first
+    class for every example, the lowest macro-F1 a model of the balanced demo classes can
+    reach by a constant (16.7), so the last epoch is worse than any epoch that learned
+    anything and `best` and `last` must store different models."""
+
+    def on_train_batch_end(self, trainer, module, *args):
+        if trainer.is_last_batch and trainer.current_epoch == trainer.max_epochs - 1:
+            with torch.no_grad():
+                module.head.out.weight.zero_()
+                module.head.out.bias.copy_(torch.tensor([10.0, 0.0, 0.0]))
+
+
+class FrozenAfterFirstEpoch(pl.Callback):
+    """From the second epoch on the learning rate is 0: the model, so its development F1,
+    stays what the first epoch made it, which early stopping must count as no improvement."""
+
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch >= 1:
+            for scheduler in trainer.lr_scheduler_configs:
+                scheduler.scheduler.base_lrs = [0.0 for _ in scheduler.scheduler.base_lrs]
+            for optimizer in trainer.optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] = 0.0
+
+
+def train_in_process(root: Path, *overrides: str, callback) -> None:
+    """Run the cell as train.py does (CellRunner.run), with `callback` added to its trainers."""
+    from xitt.stages.pipeline import CellRunner
+
+    runner = CellRunner(compose(*SETTING, *overrides, f"paths.root={root}"))
+    make_trainer = runner.trainer
+    runner.trainer = lambda **kw: make_trainer(**{**kw, "callbacks": [*kw.get("callbacks", []), callback]})
+    runner.run()
 
 
 def target_selection(root: Path) -> tuple[str, dict]:
@@ -52,9 +90,7 @@ def test_best_and_last_store_the_models_their_development_scores_say(tmp_path):
     runs = {}
     for mode in ("best", "last"):
         root = tmp_path / mode
-        result = run_script("train.py", *UNSTABLE, f"selection.target={mode}", f"paths.root={root}",
-                            env={"OMP_NUM_THREADS": "1"})
-        assert result.returncode == 0, result.stderr[-3000:]
+        train_in_process(root, f"selection.target={mode}", callback=WorseLastEpoch())
         runs[mode] = (root, *target_selection(root))
     (_, best_key, best), (_, last_key, last) = runs["best"], runs["last"]
     assert best_key != last_key  # the selection is part of the target key
@@ -62,13 +98,14 @@ def test_best_and_last_store_the_models_their_development_scores_say(tmp_path):
     assert [point["f1"] for point in best["curve"]] == pytest.approx([point["f1"] for point in last["curve"]],
                                                                      abs=0.01)
     curve = [point["f1"] for point in best["curve"]]
-    assert len(curve) == 6 and [point["epoch"] for point in best["curve"]] == [1, 2, 3, 4, 5, 6]
-    assert max(curve) > curve[-1] + 1, f"the setting must make best and last differ: {curve}"
-    assert best["dev_f1"] == max(curve) and best["selected_epoch"] == 1 + curve.index(max(curve)) < 6
-    assert last["dev_f1"] == curve[-1] and last["selected_epoch"] == 6
+    assert len(curve) == 5 and [point["epoch"] for point in best["curve"]] == [1, 2, 3, 4, 5]
+    assert curve[-1] == pytest.approx(100 / 6, abs=0.01)  # the constant prediction made on purpose
+    assert max(curve) > curve[-1] + 1, f"the demo target learned nothing in 4 epochs: {curve}"
+    assert best["dev_f1"] == max(curve) and best["selected_epoch"] == 1 + curve.index(max(curve)) < 5
+    assert last["dev_f1"] == curve[-1] and last["selected_epoch"] == 5
     assert best["dev_split"] == "validation" and best["dev_langs"] == ["en"]
     # The stored model is the one selected: scored afresh on the development set, it gets
-    # the development F1 recorded for it (bfloat16 autocast rounds alike both times).
+    # the development F1 recorded for it.
     for mode, (root, key, selection) in runs.items():
         assert rescored_dev_f1(root, key) == pytest.approx(selection["dev_f1"], abs=0.01), mode
     # Every record of the cell says how its model was selected.
@@ -77,21 +114,18 @@ def test_best_and_last_store_the_models_their_development_scores_say(tmp_path):
         assert {r["lang"] for r in records} >= {"en", "near", "mid", "far"}
         for record in records:
             assert record["selection"] == mode and record["selected_epoch"] == selection["selected_epoch"]
-            assert record["epoch_budget"] == record["epochs_run"] == 6 and record["dev_lang"] == "en"
+            assert record["epoch_budget"] == record["epochs_run"] == 5 and record["dev_lang"] == "en"
             assert record["dev_f1_best"] == max(curve) and record["dev_f1_last"] == curve[-1]
 
 
 @pytest.mark.slow
 def test_early_stopping_ends_training_after_patience_validations_without_improvement(tmp_path):
-    result = run_script("train.py", *UNSTABLE, "selection.patience=1", f"paths.root={tmp_path}",
-                        env={"OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
+    train_in_process(tmp_path, "selection.patience=1", callback=FrozenAfterFirstEpoch())
     _, selection = target_selection(tmp_path)
     curve = [point["f1"] for point in selection["curve"]]
-    assert selection["epochs_run"] == len(curve) < selection["epoch_budget"] == 6
-    # it stopped at the first validation that did not improve on the best before it
-    assert curve[-1] <= max(curve[:-1]) and all(b > a for a, b in zip(curve[:-2], curve[1:-1]))
-    assert selection["dev_f1"] == max(curve) and selection["patience"] == 1
+    # the second validation scores the unchanged model: no improvement, so patience 1 stops there
+    assert selection["epochs_run"] == len(curve) == 2 < selection["epoch_budget"] == 5
+    assert curve[1] == curve[0] and selection["dev_f1"] == curve[0] and selection["patience"] == 1
 
 
 def test_zero_shot_and_few_shot_models_are_selected_on_english_only():
@@ -133,6 +167,24 @@ def test_a_task_without_its_own_development_split_holds_one_out_of_training(shar
     assert len(train) + len(dev) == 870 and len(dev) == 87
     assert not set(train["id"]) & set(dev["id"])
     assert "development split (model selection) = 10% of test" in split_note(task)
+
+
+def test_nothing_is_held_out_when_nothing_is_validated(shared):
+    # `every_n_epochs=0` with both selections `last`: the whole training split is trained on,
+    # and the keys and the record's split note say so
+    setting = ["target=sentiment", "target.source=local", f"target.path={shared / 'data/multilingual_sentiment'}",
+               "target.train_split=test", "target.test_split=validation", "itt=imdb", "itt.source=local",
+               f"itt.path={shared / 'data/imdb'}"]
+    validated = Cell.from_config(compose(*setting, "selection.target=last"))
+    unvalidated = Cell.from_config(compose(*setting, "selection.target=last", "selection.every_n_epochs=0"))
+    task = unvalidated.target
+    assert not carves_dev(task) and len(load_split(task, "en", "test")) == 870
+    assert split_note(task) is None or "development" not in split_note(task)
+    assert not carves_dev(unvalidated.itt) and carves_dev(validated.itt)
+    assert unvalidated.itt_key != validated.itt_key
+    assert unvalidated.target_key(["en"]) != validated.target_key(["en"])
+    needs = [need for stage in unvalidated.stages() for need in stage.data_needs()]
+    assert all(split != HELD_OUT_DEV for _, _, split in needs)
 
 
 def test_the_xnli_ladder_holds_out_whole_premises_for_development(shared):

@@ -22,7 +22,8 @@ from omegaconf.errors import InterpolationToMissingValueError
 
 from xitt import XittError
 from xitt.core.keys import content_key
-from xitt.core.taskspec import dev_split, resolve_task, translate_train_section, with_translated_training
+from xitt.core.taskspec import (dev_split, resolve_task, translate_train_section, with_translated_training,
+                                without_held_out_dev)
 from xitt.core.validate import check_cell, typed
 
 TRANSFER_MODES = ("zero_shot", "target_finetune", "translate_train", "few_shot")
@@ -132,6 +133,10 @@ class Cell:
         model = resolve_model(cfg)
         itt = None if cfg.itt.name == "none" else resolve_task(cfg.itt)
         target = resolve_task(cfg.target)
+        if typed(cfg.selection.get("every_n_epochs"), int) == 0:
+            # Nothing is validated, so no development rows are held out of training; the
+            # tasks (and so the keys and the records' split notes) say so.
+            itt, target = (task and without_held_out_dev(task) for task in (itt, target))
         langs = cfg.target_lang.langs
         eval_langs = list(target['languages']) if langs == "all" else [str(lang) for lang in langs]
         check_cell(cfg, model, {"itt": itt, "target": target} if itt else {"target": target}, eval_langs)

@@ -8,7 +8,7 @@ import re
 
 from omegaconf import DictConfig, OmegaConf
 
-from xitt.core.jobs import cpu_precision, uses_gpu
+from xitt.core.jobs import CPU_PRECISION, uses_gpu
 
 # Overrides that choose how a grid runs, not which cells it has: kept out of sweep names.
 MACHINERY = ("launcher", "logger", "hydra", "paths")
@@ -31,12 +31,12 @@ def sweep_name(overrides: list[str]) -> str:
 
 
 def job_dirname(override_dirname: str, precision: str) -> str:
-    """A job's folder: its overrides, plus the precision when it is not this machine's
-    default (`trainer=cpu`'s). The precision is part of every artifact key, but the
+    """A job's folder: its overrides, plus the precision when it is not the CPU trainer's
+    (`trainer=cpu`'s, the same on every machine). The precision is part of every artifact key, but the
     `trainer` group stays out of the overrides' part of the name as machinery, so a
     `trainer=cpu,gpu` sweep would otherwise put two different cells in one folder."""
     name = str(override_dirname)
-    if str(precision) != cpu_precision() and "precision=" not in name:
+    if str(precision) != CPU_PRECISION and "precision=" not in name:
         name = f"{name},precision={precision}" if name else f"precision={precision}"
     return safe_name(name)
 
@@ -57,4 +57,3 @@ OmegaConf.register_new_resolver("xitt_job_dirname", job_dirname, replace=True)
 OmegaConf.register_new_resolver(
     "xitt_gpus_per_node", lambda accelerator, devices: devices if uses_gpu({"accelerator": accelerator}) else None,
     replace=True)
-OmegaConf.register_new_resolver("xitt_cpu_precision", cpu_precision, replace=True)

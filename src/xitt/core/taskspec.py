@@ -21,6 +21,9 @@ SPLIT_SHUFFLE_SEED = 0
 HELD_OUT_DEV = "held_out_dev"
 DEV_SHUFFLE_SEED = 1
 DEFAULT_DEV_RATIO = 0.1
+# Set on a task by a cell that validates nothing (`selection.every_n_epochs=0`): train on the
+# whole training split.
+NO_HELD_OUT_DEV = "no_held_out_dev"
 
 
 def resolve_task(node: DictConfig) -> dict[str, Any]:
@@ -85,11 +88,19 @@ def carves_dev(task: Mapping[str, Any]) -> bool:
     none (`dev_split: null`), or the one it declares is read for training or testing (a
     dev split that is also the test split, or the split train and test are carved from,
     would select the model on test examples or their translations)."""
+    if task.get(NO_HELD_OUT_DEV):
+        return False
     declared = task.get("dev_split")
     used = {task.get("train_split"), task.get("test_split")}
     if task.get("split_ratio") is not None:
         used.add(task.get("split_from"))
     return declared is None or declared in used
+
+
+def without_held_out_dev(task: Mapping[str, Any]) -> dict[str, Any]:
+    """The task as a stage that validates nothing trains on it: the whole training split,
+    no development rows held out (the mark is part of the task, so of the artifact keys)."""
+    return {**task, NO_HELD_OUT_DEV: True} if carves_dev(task) else dict(task)
 
 
 def dev_split(task: Mapping[str, Any]) -> str:

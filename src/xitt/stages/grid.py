@@ -19,7 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from xitt import XittError
-from xitt.core.jobs import in_multirun, is_global_zero, set_math_threads, uses_gpu
+from xitt.core.jobs import in_multirun, is_global_zero, precision_hint, set_math_threads, uses_gpu
 from xitt.core.naming import SWEEP_ENV
 from xitt.core.cell import Cell
 from xitt.core.records import cell_results_dir, format_scores, pending_langs, read_records, record_path
@@ -46,6 +46,9 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         results_dir = cell_results_dir(cfg.paths.results, cell)
         if pending_langs(cell, results_dir):
             set_math_threads(typed(cfg.trainer.get("devices"), int) or 1, typed(cfg.get("num_workers"), int) or 0)
+            hint = precision_hint(cfg.trainer)
+            if hint and is_global_zero():
+                log.info(hint)
             from xitt.stages.pipeline import CellRunner  # torch: only when a cell has work to do
 
             runner = CellRunner(cfg, sweep=sweep)
