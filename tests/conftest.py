@@ -20,9 +20,27 @@ SHARED = REPO.parent / "shared"
 # One math thread per process: the tests run several training processes at once (DDP
 # ranks, concurrent jobs, SLURM array tasks), and on a small machine threads that wait for
 # each other across processes make tiny models many times slower than one thread does.
+# No test may depend on the numerics of one machine: `XITT_TEST_THREADS=2` and
+# `XITT_TEST_PRECISION=bf16-mixed` run the whole suite with other math threads and another
+# precision (every training command and composed config), and its outcomes must not change.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline",
-               "WANDB_SILENT": "true", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+               "WANDB_SILENT": "true", "TOKENIZERS_PARALLELISM": "false",
+               "OMP_NUM_THREADS": os.environ.get("XITT_TEST_THREADS", "1")}
 os.environ.update(OFFLINE_ENV)
+TEST_PRECISION = os.environ.get("XITT_TEST_PRECISION")
+
+
+def with_test_precision(args) -> list[str]:
+    """The arguments of a training command or compose, with the suite's precision where one
+    is set and the test does not choose its own."""
+    if TEST_PRECISION and not any("precision=" in str(arg) for arg in args):
+        return [*args, f"trainer.precision={TEST_PRECISION}"]
+    return list(args)
+
+
+def train_command(*args: str) -> list[str]:
+    """`python train.py <args>` as a test starts it in the background."""
+    return [sys.executable, "train.py", *with_test_precision(args)]
 
 
 # The demo task's languages, and what a finished run left behind.
@@ -49,6 +67,8 @@ def run_script(script: str, *args: str, env: dict | None = None, timeout: float 
     """Run one of the project's entry points the way a user does, offline."""
     full_env = {**os.environ, **OFFLINE_ENV, **(env or {})}
     full_env.pop("XITT_SWEEP_NAME", None)
+    if script == "train.py":
+        args = with_test_precision(args)
     return subprocess.run([sys.executable, script, *args], cwd=REPO, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -62,7 +82,7 @@ def compose(*overrides: str):
     from xitt import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="train", overrides=list(overrides))
+        return hydra_compose(config_name="train", overrides=with_test_precision(overrides))
 
 
 # The README's demo grid (`make grid`, two seeds): one run serves every test that needs a

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_script
+from conftest import REPO, run_script, train_command
 from xitt.core.store import ArtifactStore
 
 # A slow build that writes several files, so that a reader of a torn artifact would notice.
@@ -87,7 +87,7 @@ def test_concurrent_runs_of_one_cell_train_each_stage_once(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
     env.pop("XITT_SWEEP_NAME", None)
     started = time.time()
-    runs = [subprocess.Popen([sys.executable, "train.py", *overrides], cwd=REPO, env=env, text=True,
+    runs = [subprocess.Popen(train_command(*overrides), cwd=REPO, env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
     for run in runs:
         out, err = run.communicate(timeout=600)

@@ -5,12 +5,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import REPO, run_script
+from conftest import REPO, run_script, train_command
 from xitt.core.store import ArtifactStore
 
 # The demo cell with three short ITT epochs (40 batches each), to interrupt in the second,
@@ -58,7 +57,7 @@ def test_a_signalled_stage_checkpoints_exits_and_resumes(tmp_path, stop_signal, 
     overrides = [*OVERRIDES, f"paths.root={tmp_path}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
     env.pop("XITT_SWEEP_NAME", None)
-    first = subprocess.Popen([sys.executable, "train.py", *overrides], cwd=REPO, env=env, text=True,
+    first = subprocess.Popen(train_command(*overrides), cwd=REPO, env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     itt_dir = tmp_path / "store" / "itt"
     # Wait until the ITT stage has finished its first epoch (its epoch-end checkpoint), then
@@ -101,7 +100,7 @@ def test_a_killed_target_stage_resumes_to_the_same_model(tmp_path, uninterrupted
     overrides = [*OVERRIDES, f"paths.root={tmp_path}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
     env.pop("XITT_SWEEP_NAME", None)
-    first = subprocess.Popen([sys.executable, "train.py", *overrides], cwd=REPO, env=env, text=True,
+    first = subprocess.Popen(train_command(*overrides), cwd=REPO, env=env, text=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     target_dir = tmp_path / "store" / "target"
     wait_for(lambda: list(target_dir.glob(".work-*/last.json")), first, 600, "the first target epoch ended")

@@ -10,13 +10,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import DEMO_GRID, DEMO_LANGS, REPO, builds, records_under, run_script
+from conftest import DEMO_GRID, DEMO_LANGS, REPO, builds, records_under, run_script, train_command
 from xitt.core.naming import sweep_name
 from xitt.core.store import ArtifactStore
 
@@ -143,7 +142,7 @@ KILL_POINTS = [
 
 @pytest.mark.slow
 def test_a_grid_killed_at_five_points_ends_as_an_uninterrupted_one(tmp_path, demo_grid):
-    command = [sys.executable, "train.py", "-m", *KILL_GRID, "logger=none", f"paths.root={tmp_path}"]
+    command = train_command("-m", *KILL_GRID, "logger=none", f"paths.root={tmp_path}")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     env.pop("XITT_SWEEP_NAME", None)
     killed_at = []

@@ -2,7 +2,6 @@
 development split in its training language, stores the best (or last) model, can stop
 early, and says how it selected in the artifact's meta.json and in every record."""
 
-import json
 from pathlib import Path
 
 import pytest

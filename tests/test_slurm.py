@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_script
+from conftest import REPO, run_script, train_command
 from xitt.core.store import ArtifactStore
 
 SCRIPT = REPO / "scripts" / "local-slurm.sh"
@@ -84,9 +84,9 @@ def test_a_preempted_cell_is_requeued_and_resumes(slurm_cluster, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
     env.pop("XITT_SWEEP_NAME", None)
     grid = subprocess.Popen(
-        [sys.executable, "train.py", "-m", "launcher=slurm_local", "logger=none", f"paths.root={tmp_path}",
-         "itt.hparams.epochs=3", "+trainer.limit_train_batches=40", "target.hparams.epochs=1",
-         "trainer.checkpoint_min_interval_s=0"],
+        train_command("-m", "launcher=slurm_local", "logger=none", f"paths.root={tmp_path}",
+                      "itt.hparams.epochs=3", "+trainer.limit_train_batches=40", "target.hparams.epochs=1",
+                      "trainer.checkpoint_min_interval_s=0"),
         cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     itt_dir = tmp_path / "store" / "itt"
     job = None
