@@ -9,6 +9,7 @@ labels) are checked when the data is first read, still before training
 
 import difflib
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,21 +19,116 @@ from omegaconf import OmegaConf
 
 from xitt import XittError
 
-# A training hyper-parameter: how to read it, the rule it must meet, the rule in words.
+# A setting: how to read it (int, float, bool or str: see `typed`), the rule it must meet, the
+# rule in words.
 Rule = tuple[Callable[[Any], Any], Callable[[Any], bool], str]
 HPARAMS: dict[str, Rule] = {
-    "lr": (float, lambda v: v > 0, "a number > 0 (e.g. 2e-5)"),
+    "lr": (float, lambda v: v > 0, "a finite number > 0 (e.g. 2e-5)"),
     "epochs": (int, lambda v: v >= 1, "a whole number >= 1"),
     "batch_size": (int, lambda v: v >= 1, "a whole number >= 1"),
     "max_length": (int, lambda v: v >= 1, "a whole number >= 1 (tokens per example)"),
     "warmup_ratio": (float, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-    "weight_decay": (float, lambda v: v >= 0, "a number >= 0"),
+    "weight_decay": (float, lambda v: v >= 0, "a finite number >= 0"),
     "dropout": (float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "encoder_dropout": (float, lambda v: 0 <= v < 1, "a number in [0, 1), or null for the checkpoint's own"),
     "doc_stride": (int, lambda v: v >= 1, "a whole number >= 1 (tokens shared by two QA windows)"),
     "max_answer_length": (int, lambda v: v >= 1, "a whole number >= 1 (tokens)"),
     "n_best": (int, lambda v: v >= 1, "a whole number >= 1"),
 }
+# Settings that may be null (the checkpoint's or Lightning's default), beside their rule.
+NULLABLE = ("encoder_dropout", "gradient_clip_val", "gradient_clip_algorithm", "log_every_n_steps",
+            "num_sanity_val_steps", "enable_progress_bar", "enable_model_summary", "benchmark", "min_epochs",
+            "min_steps", "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+            "val_check_interval", "store_lock_timeout_s")
+
+# The Lightning Trainer (pytorch_lightning 2.6): its arguments, and the values it accepts
+# where it names them. xitt checks them here, with the other settings, because Lightning
+# checks them only when a stage builds its Trainer (after the tokenizer and earlier stages
+# may have been stored), some with a traceback and some not at all (`log_every_n_steps=0`
+# divides by zero at the first step). Lightning keeps these lists private (or in
+# registries that need torch, which validation does not load), so they are copied here;
+# tests/test_validation.py compares each with Lightning's own.
+TRAINER_ARGUMENTS = (
+    "accelerator", "strategy", "devices", "num_nodes", "precision", "logger", "callbacks", "fast_dev_run",
+    "max_epochs", "min_epochs", "max_steps", "min_steps", "max_time", "limit_train_batches", "limit_val_batches",
+    "limit_test_batches", "limit_predict_batches", "overfit_batches", "val_check_interval", "check_val_every_n_epoch",
+    "num_sanity_val_steps", "log_every_n_steps", "enable_checkpointing", "enable_progress_bar",
+    "enable_model_summary", "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm",
+    "deterministic", "benchmark", "inference_mode", "use_distributed_sampler", "profiler", "detect_anomaly",
+    "barebones", "plugins", "sync_batchnorm", "reload_dataloaders_every_n_epochs", "default_root_dir",
+    "enable_autolog_hparams", "model_registry")
+# lightning_fabric's `_PRECISION_INPUT`, as text (`trainer.precision=32` composes to an int).
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "transformer-engine",
+              "transformer-engine-float16", "32", "16", "bf16", "64")
+# The accelerator registry's names, and the two the Trainer adds (`gpu`: cuda or mps).
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+# The strategy registry's names, and `auto`; or a strategy object (`_target_: ...Strategy`).
+STRATEGIES = (
+    "auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_false",
+    "ddp_find_unused_parameters_true", "ddp_spawn_find_unused_parameters_false",
+    "ddp_spawn_find_unused_parameters_true", "ddp_fork_find_unused_parameters_false",
+    "ddp_fork_find_unused_parameters_true", "ddp_notebook_find_unused_parameters_false",
+    "ddp_notebook_find_unused_parameters_true", "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2",
+    "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload", "deepspeed_stage_3_offload_nvme",
+    "fsdp", "fsdp_cpu_offload", "single_device", "single_tpu", "single_xla", "xla", "xla_debug")
+# A switch: true or false as YAML and overrides write them (1 or "yes" would be read as text).
+FLAG: Rule = (bool, lambda v: True, "true or false")
+# A number of batches (whole, >= 0) or a share of them (a fraction in [0, 1]).
+BATCHES: Rule = (float, lambda v: 0 <= v <= 1 or v.is_integer() and v > 1,
+                 "a whole number of batches or a fraction in [0, 1]")
+# The Trainer arguments with a rule: the others are objects Lightning reads as they are
+# (profiler, plugins, max_time, default_root_dir, ...). accelerator, strategy and devices
+# take several kinds of value and have checks of their own (`check_trainer`).
+TRAINER_RULES: dict[str, Rule] = {
+    "num_nodes": (int, lambda v: v >= 1, "a whole number >= 1"),
+    "precision": (str, lambda v: v in PRECISIONS, f"one of Lightning's precisions: {', '.join(PRECISIONS)}"),
+    "min_epochs": (int, lambda v: v >= 0, "a whole number >= 0"),
+    "max_steps": (int, lambda v: v == -1 or v >= 1, "a whole number >= 1, or -1 for no limit"),
+    "min_steps": (int, lambda v: v >= 0, "a whole number >= 0"),
+    "limit_train_batches": BATCHES, "limit_val_batches": BATCHES, "limit_test_batches": BATCHES,
+    "limit_predict_batches": BATCHES, "overfit_batches": BATCHES,
+    "val_check_interval": (float, lambda v: 0 < v <= 1 or v.is_integer() and v > 1,
+                           "a whole number of batches >= 1 or a fraction of an epoch in (0, 1]"),
+    "num_sanity_val_steps": (int, lambda v: v >= -1, "a whole number >= 0, or -1 for all"),
+    "log_every_n_steps": (int, lambda v: v >= 1, "a whole number >= 1 (steps between logged losses)"),
+    "enable_progress_bar": FLAG,
+    "enable_model_summary": FLAG,
+    "accumulate_grad_batches": (int, lambda v: v >= 1, "a whole number >= 1 (batches per optimizer step)"),
+    "gradient_clip_val": (float, lambda v: v >= 0, "a finite number >= 0, or null for no clipping"),
+    "gradient_clip_algorithm": (str, lambda v: v in ("norm", "value"), "norm or value"),
+    "benchmark": FLAG,
+    "inference_mode": FLAG,
+    "detect_anomaly": FLAG,
+    "barebones": FLAG,
+    "sync_batchnorm": FLAG,
+    "reload_dataloaders_every_n_epochs": (int, lambda v: v >= 0, "a whole number >= 0"),
+    "enable_autolog_hparams": FLAG,
+}
+# Trainer arguments that every stage sets itself (a value in the config would be overridden
+# unseen), with what decides them.
+SET_BY_STAGES = {
+    "max_epochs": "the task's epochs (`itt.hparams.epochs`, `target.hparams.epochs`)",
+    "logger": "the `logger` group (`logger=csv`, `logger=wandb`, `logger=none`)",
+    "callbacks": "xitt (checkpoints, model selection, early stopping)",
+    "enable_checkpointing": "model selection (`selection.itt`, `selection.target`)",
+    "check_val_every_n_epoch": "`selection.every_n_epochs`",
+    "use_distributed_sampler": "xitt (its DataModule splits the batches over the ranks itself)",
+}
+# xitt's own keys of the `trainer` group, read by the stages and the planner, not passed on.
+XITT_TRAINER_RULES: dict[str, Rule] = {
+    "activation_checkpointing": FLAG,
+    "compile": FLAG,
+    "checkpoint_every_n_epochs": (int, lambda v: v >= 0,
+                                  "a whole number >= 0 (epochs between checkpoints; 0: only when SLURM warns)"),
+    "checkpoint_min_interval_s": (float, lambda v: v >= 0, "a finite number of seconds >= 0"),
+    "gpu_memory_gb": (float, lambda v: v > 0, "a finite number of GB > 0"),
+}
+# Hydra's keys of the group: how the Trainer is made from it.
+HYDRA_KEYS = ("_target_", "_partial_")
+# How long a job waits for another job's artifact before it gives up (null: the default).
+STORE_LOCK_TIMEOUT: Rule = (float, lambda v: v > 0, "a finite number of seconds > 0, or null for the default")
+# Lightning's `seed_everything` range (lightning_fabric.utilities.seed: numpy's 32-bit seeds).
+SEED_RANGE = (0, 2**32 - 1)
 # The top-level keys of a composed cell (train.yaml's groups and plain keys).
 TOP_LEVEL = ("size", "model", "itt", "target", "target_lang", "freezing", "transfer", "trainer", "logger",
              "launcher", "paths", "experiment", "seed", "num_workers", "store_lock_timeout_s", "selection")
@@ -58,9 +154,15 @@ def _closest(name: str, known: list[str]) -> str:
 
 
 def typed(value: Any, reader: Callable[[Any], Any]) -> Any:
-    """`value` read as `reader`'s type, or None when it is not one (1.7 is no int, True no number)."""
+    """`value` read as `reader`'s type, or None when it is not one: 1.7 is no int, True no
+    number, 1 no flag, and inf, nan and numbers beyond a float's range (1e400) no float: no
+    setting of xitt or of the libraries it calls is valid infinite."""
+    if reader is bool:
+        return value if isinstance(value, bool) else None
     if isinstance(value, bool) or value is None:
         return None
+    if reader is str:  # names such as a precision; `trainer.precision=32` composes to an int
+        return str(value) if isinstance(value, (str, int)) else None
     if reader is int:
         if isinstance(value, float) and not value.is_integer():
             return None
@@ -69,9 +171,25 @@ def typed(value: Any, reader: Callable[[Any], Any]) -> Any:
         except ValueError:
             return None
     try:
-        return reader(value)
-    except (TypeError, ValueError):
+        read = reader(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return None if isinstance(read, float) and not math.isfinite(read) else read
+
+
+def _shown(value: Any) -> str:
+    """A value as an override writes it (true, null)."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def check_value(setting: str, value: Any, rule: Rule) -> None:
+    """One setting of its type and in its range; null where the setting may be (`NULLABLE`)."""
+    reader, holds, words = rule
+    if value is None and setting.rsplit(".", 1)[-1] in NULLABLE:
+        return
+    read = typed(value, reader)
+    if read is None or not holds(read):
+        _fail(f"`{setting}={_shown(value)}` is not valid: it must be {words}. Set it with `{setting}=<value>`.")
 
 
 def check_hparams(hparams: Mapping[str, Any], where: str) -> None:
@@ -81,20 +199,71 @@ def check_hparams(hparams: Mapping[str, Any], where: str) -> None:
             _fail(f"`{where}.{name}` is not a hyper-parameter xitt knows; {_closest(name, list(HPARAMS))}"
                   f"The known ones are: {', '.join(HPARAMS)}. Fix the name (a misspelt key would "
                   f"otherwise be ignored and the default used).")
-        reader, rule, words = HPARAMS[name]
-        if value is None and name == "encoder_dropout":
-            continue
-        read = typed(value, reader)
-        if read is None or not rule(read):
-            _fail(f"`{where}.{name}={value}` is not valid: it must be {words}. Set it with "
-                  f"`{where}.{name}=<value>`.")
+        check_value(f"{where}.{name}", value, HPARAMS[name])
 
 
-def check_whole(value: Any, name: str, minimum: int, words: str) -> int:
+def check_whole(value: Any, name: str, minimum: int, words: str, maximum: int | None = None) -> int:
     read = typed(value, int)
-    if read is None or read < minimum:
-        _fail(f"`{name}={value}` is not valid: it must be {words}. Set it with `{name}=<value>`.")
+    if read is None or read < minimum or maximum is not None and read > maximum:
+        _fail(f"`{name}={_shown(value)}` is not valid: it must be {words}. Set it with `{name}=<value>`.")
     return read
+
+
+def _is_object(value: Any) -> bool:
+    """A config node Hydra instantiates (`_target_: ...`), such as a strategy object."""
+    return OmegaConf.is_dict(value) and "_target_" in value
+
+
+def check_trainer(trainer: Any) -> None:
+    """The `trainer` group: every key an argument of Lightning's Trainer or one of xitt's,
+    each valid, so that no stage fails when it builds its Trainer."""
+    known = [*TRAINER_ARGUMENTS, *XITT_TRAINER_RULES, *HYDRA_KEYS]
+    for key in map(str, trainer.keys()):
+        if key not in known:
+            _fail(f"`trainer.{key}` is neither an argument of Lightning's Trainer nor one of xitt's trainer "
+                  f"settings ({', '.join(XITT_TRAINER_RULES)}); {_closest(key, known)}Fix or remove the override.")
+        if key in SET_BY_STAGES:
+            _fail(f"`trainer.{key}` is set by each stage itself, from {SET_BY_STAGES[key]}, so a value here would "
+                  f"be overridden unseen. Remove `trainer.{key}` and set that instead.")
+        rule = TRAINER_RULES.get(key) or XITT_TRAINER_RULES.get(key)
+        if rule:
+            check_value(f"trainer.{key}", trainer.get(key), rule)
+    accelerator = trainer.get("accelerator", "auto")
+    if not _is_object(accelerator) and _shown(accelerator) not in ACCELERATORS:
+        _fail(f"`trainer.accelerator={_shown(accelerator)}` is not an accelerator Lightning knows: use one of "
+              f"{', '.join(ACCELERATORS)} (or an accelerator object with `_target_`), e.g. `trainer=gpu` or "
+              f"`trainer.accelerator=cpu`.")
+    strategy = trainer.get("strategy", "auto")
+    if not _is_object(strategy) and _shown(strategy) not in STRATEGIES:
+        _fail(f"`trainer.strategy={_shown(strategy)}` is not a strategy Lightning knows; "
+              f"{_closest(_shown(strategy), list(STRATEGIES))}Its registry has auto, ddp, ddp_spawn, fsdp, "
+              f"deepspeed_stage_2, deepspeed_stage_3 and more; or give a strategy object (`_target_: ...`), as "
+              f"conf/trainer/ddp.yaml and fsdp.yaml do (`trainer=ddp`, `trainer=fsdp`).")
+    devices = trainer.get("devices", "auto")
+    if OmegaConf.is_list(devices):
+        if not devices or any(typed(index, int) is None or typed(index, int) < 0 for index in devices):
+            _fail(f"`trainer.devices={_shown(list(devices))}` is not valid: a list of devices holds their "
+                  f"indices (whole numbers >= 0, e.g. `trainer.devices=[0,1]`); or give a count.")
+    elif devices != "auto":
+        check_whole(devices, "trainer.devices", 1, "a whole number >= 1, a list of device indices, or auto")
+    precision = _shown(trainer.get("precision"))
+    if _shown(accelerator) == "cpu" and precision in ("16", "16-mixed"):
+        _fail(f"`trainer.precision={precision}` (float16 mixed precision) needs a GPU; on CPU Lightning would "
+              f"silently train in bfloat16 instead, under a key that says float16. Use "
+              f"`trainer.precision=bf16-mixed` (or 32-true) on CPU, or `trainer=gpu` on a GPU machine.")
+
+
+def check_sample(task: Mapping[str, Any], group: str) -> None:
+    """A task's `train_sample`, `test_sample` and `dev_sample` draws: counts >= 1 and a seed
+    numpy's generator takes (>= 0)."""
+    for setting in ("train_sample", "test_sample", "dev_sample"):
+        sample = task.get(setting)
+        if not isinstance(sample, Mapping):
+            continue
+        for count in ("n", "per_class"):
+            if sample.get(count) is not None:
+                check_whole(sample[count], f"{group}.{setting}.{count}", 1, "a whole number >= 1")
+        check_whole(sample.get("seed"), f"{group}.{setting}.seed", 0, "a whole number >= 0")
 
 
 def check_name(value: Any, what: str, setting: str) -> None:
@@ -160,11 +329,11 @@ def check_cell(cfg: Any, model: Mapping[str, Any], tasks: Mapping[str, Mapping[s
     if unknown:
         _fail(f"`{unknown[0]}` is not a setting of a cell; {_closest(str(unknown[0]), list(TOP_LEVEL))}"
               f"The settings are: {', '.join(TOP_LEVEL)}. Remove or fix the override.")
-    check_whole(cfg.seed, "seed", 0, "a whole number >= 0")
+    check_whole(cfg.seed, "seed", SEED_RANGE[0], f"a whole number in [{SEED_RANGE[0]}, {SEED_RANGE[1]}] (the "
+                f"range of Lightning's `seed_everything`)", maximum=SEED_RANGE[1])
     check_whole(cfg.get("num_workers", 0), "num_workers", 0, "a whole number >= 0 (DataLoader workers)")
-    devices = cfg.trainer.get("devices", 1)
-    if devices != "auto" and not OmegaConf.is_list(devices):
-        check_whole(devices, "trainer.devices", 1, "a whole number >= 1, a list of device indices, or auto")
+    check_value("store_lock_timeout_s", cfg.get("store_lock_timeout_s"), STORE_LOCK_TIMEOUT)
+    check_trainer(cfg.trainer)
     check_name(model["family"], "The model family", "model.family")
     check_name(str(model["size"]), "The model size", "size")
     check_selection(cfg.selection)
@@ -175,6 +344,7 @@ def check_cell(cfg: Any, model: Mapping[str, Any], tasks: Mapping[str, Mapping[s
             _fail(f"`{group}.dev_ratio={task.get('dev_ratio')}` is not valid: it is the share of the training "
                   f"split held out for model selection and must lie strictly between 0 and 1 (e.g. 0.1).")
         check_hparams(task["hparams"], f"{group}.hparams")
+        check_sample(task, group)
         limit = position_limit(model)
         if limit is not None and int(task["hparams"]["max_length"]) > limit:
             _fail(f"`{group}.hparams.max_length={task['hparams']['max_length']}` is longer than the encoder "
@@ -192,6 +362,8 @@ def check_cell(cfg: Any, model: Mapping[str, Any], tasks: Mapping[str, Mapping[s
                   f"The settings are: {', '.join(TRANSFER_KEYS)}.")
     if transfer.get("hparams"):
         check_hparams(transfer.hparams, "transfer.hparams")
+    if transfer.get("sample_seed") is not None:
+        check_whole(transfer.sample_seed, "transfer.sample_seed", 0, "a whole number >= 0 (the few-shot draw's seed)")
     for key in cfg.freezing.keys():
         if key not in FREEZING_KEYS:
             _fail(f"`freezing.{key}` is not a freezing setting; {_closest(str(key), list(FREEZING_KEYS))}"

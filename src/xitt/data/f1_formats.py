@@ -4,7 +4,7 @@
 Each reader returns a list of plain dicts, one per example (sentence or question), each
 with a string "id" that is unique within the file and stable across runs (the same file
 gives the same ids), so that saved predictions can be joined back to their gold examples.
-Malformed input (an empty file, bytes that are not UTF-8, a line with the wrong number of
+Malformed input (an empty file, a file that is not UTF-8, a line with the wrong number of
 columns, JSON that does not parse or lacks a key) raises `XittError` naming the file and
 the line or record.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from xitt import XittError
+from xitt.data.readers import read_text
 
 # Raw WikiANN files (Rahimi et al. 2019) prefix every token with its language, `en:Paris`;
 # XTREME's download script strips it. A token such as `1:0` or `http:` is text, so the
@@ -23,23 +24,16 @@ _LANG_PREFIX = re.compile(r"^([a-z]{2,3}):")
 
 
 def _read_lines(path: str | Path) -> list[str]:
-    """The file's lines (without line ends), decoded as UTF-8.
+    """The file's lines (without line ends), decoded as every data file is (UTF-8, a
+    byte-order mark dropped, other encodings refused by name: `xitt.data.readers.read_text`).
 
     Lines are split on "\\n" only (with a trailing "\\r" dropped): `str.splitlines` would
     also split on characters such as U+2028 or U+0085 that occur inside real text."""
     path = Path(path)
-    data = path.read_bytes()
-    if not data.strip():
+    text = read_text(path)
+    if not text.strip():
         raise XittError(f"The file {path} is empty. Check that the download or copy completed, or point the "
                         f"task at the right file.")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
-        raise XittError(f"Line {line} of {path} is not valid UTF-8 (byte {data[error.start]:#04x} at offset "
-                        f"{error.start}). The F1 task files are UTF-8; re-encode the file (e.g. `iconv -f "
-                        f"<its encoding> -t utf-8`) or replace it with an intact copy.") from None
-    text = text.removeprefix("\ufeff")
     return [line.removesuffix("\r") for line in text.split("\n")]
 
 

@@ -320,7 +320,7 @@ def _label_lookup(task: Mapping[str, Any], section: Mapping[str, Any], raw_value
     lookup, unknown = {}, []
     for value in raw_values:
         name = class_names[value] if class_names and isinstance(value, int) and 0 <= value < len(class_names) else value
-        name = str(name)
+        name = str(name).strip()  # " positive " (spaces a spreadsheet or hand edit left) is "positive"
         name = source_map.get(name, name)
         name = task_map.get(name, name)
         if name in labels:
