@@ -84,6 +84,67 @@ def test_plan_counts_shared_artifacts_then_finds_them_in_the_store(tmp_path):
     assert "4 cells; 0 will run, 4 are done" in text and "ITT artifacts: 1 distinct, 1 in the store" in text
 
 
+def test_a_report_states_its_power_and_the_plan_extends_it_to_more_seeds(tmp_path):
+    import pandas as pd
+
+    from test_analysis import write_synthetic_results
+    from xitt.analysis import build_report
+    from xitt.analysis.report import format_mde
+    from xitt.analysis.stats import minimum_detectable_effect, seeds_to_detect
+    from xitt.plan import format_plan, plan_grid
+
+    # a real report of synthetic records: tiny on xnli, sizes s, m and l, ITT demo, 3 seeds
+    write_synthetic_results(tmp_path / "results")
+    report = build_report([tmp_path / "results"], tmp_path / "report", n_bootstrap=100)
+    gains = pd.read_csv(report["files"]["gains.csv"])
+    overall = gains[gains["scope"] == "overall"].set_index("size")
+    assert (overall["mde"] > 0).all() and (overall["seeds_for_2pt"] >= 3).all()
+    for row in overall.itertuples():  # gains.csv holds what its power is computed from
+        assert row.mde == pytest.approx(minimum_detectable_effect(row.seed_variance, 2, row.test_variance))
+        assert row.seeds_for_observed == seeds_to_detect(row.gain, 3 * row.seed_variance, row.test_variance)
+    (answer,) = report["answers"]
+    mdes = [format_mde(overall.loc[size, "mde"]) for size in ("s", "m", "l")]
+    assert (f"With 80% power at a two-sided 0.05, this design (3 seeds) detects gains of {mdes[0]}, "
+            f"{mdes[1]} and {mdes[2]} F1 or more at s, m and l; ") in answer["sentence"]
+
+    grid = ["model=tiny", "size=s,m", "itt=none,demo", "target=xnli", "seed=1,2,3,4,5,6", f"paths.root={tmp_path}"]
+    plan = plan_grid(grid, power_from=tmp_path / "report")
+    assert [(entry["size"], entry["seeds"], entry["found"]) for entry in plan["power"]] == [
+        ("s", 6, True), ("m", 6, True)]
+    for entry in plan["power"]:
+        row = overall.loc[entry["size"]]
+        # six seeds instead of three: half the seed part, the test-set part as measured
+        assert entry["mde"] == pytest.approx(minimum_detectable_effect(row["seed_variance"] / 2, 5,
+                                                                       row["test_variance"]))
+        assert entry["mde"] < row["mde"]
+        assert entry["seeds_for_2pt"] == row["seeds_for_2pt"]  # what the report says too
+    text = format_plan(plan)
+    assert "tiny-s itt=demo on xnli, zero_shot, freezing none" in text
+    assert f"6 seeds detect gains of {format_mde(plan['power'][0]['mde'])} F1 or more" in text
+
+    # from the command line; a size the report does not have is said to be unknown
+    result = run_script("-m", "xitt.plan", "--power-from", str(tmp_path / "report"), "model=tiny", "size=s",
+                        "itt=none,demo", "target=xnli", "seed=1,2", f"paths.root={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "with 2 seeds no seed-level claim can be made (3 or more are needed)" in result.stdout
+    gains[gains["size"] != "s"].to_csv(tmp_path / "without_s.csv", index=False)
+    (without_s,) = plan_grid(grid[:1] + ["size=s", *grid[2:]], power_from=tmp_path / "without_s.csv")["power"]
+    assert not without_s["found"]
+
+
+def test_plan_power_needs_a_report_that_measured_it(tmp_path):
+    from xitt import XittError
+    from xitt.plan import plan_grid
+
+    grid = ["model=tiny", "size=s", "itt=none,demo", f"paths.root={tmp_path}"]
+    with pytest.raises(XittError, match="nowhere: found no gains.csv there. Give the folder of a report"):
+        plan_grid(grid, power_from=tmp_path / "nowhere")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "gains.csv").write_text("model,size,itt,scope,status,gain\ntiny,s,demo,overall,ok,1.0\n")
+    with pytest.raises(XittError, match="no `seed_variance` and `test_variance` columns: it was written before"):
+        plan_grid(grid, power_from=tmp_path / "old")
+
+
 def test_parameter_table_matches_published_sizes():
     published = {("xlmr", "base"): 278e6, ("xlmr", "large"): 560e6, ("xlmr", "xl"): 3.5e9, ("xlmr", "xxl"): 10.7e9}
     for key, params in published.items():

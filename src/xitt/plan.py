@@ -4,6 +4,7 @@ store already holds, the jobs that will run, and the GPU-hours they will take.
     python -m xitt.plan model=xlmr size=base,large,xl itt=none,mnli target=xnli seed=1,2,3
     python -m xitt.plan --json ...          # the same, machine-readable
     python -m xitt.plan --gpu h100 ...      # GPU-hours on another GPU (see xitt.memory)
+    python -m xitt.plan --power-from docs/results/selection_sentiment ...   # and its power
 
 The arguments are the multirun's overrides, expanded exactly as `python train.py -m` expands
 them (`xitt.grid_expand`). Nothing is trained. GPU-hours come from the number of training
@@ -11,12 +12,22 @@ examples (counted from the data when the cache or files hold them), the epochs, 
 planner's throughput model (`xitt.memory`: FLOPs per token at a stated utilisation, or
 measured examples/s where known); they are per GPU, so DDP over N GPUs takes 1/N the wall
 time for the same GPU-hours. Memory per GPU is checked for every stage to train.
+
+With `--power-from <report folder>` (a report of the same setting: what `python evaluate.py
+report=...` wrote), the plan also says what the grid could detect: for each ITT cell's
+model size, from the variances that report measured for its gain over all languages (its
+gains.csv), the minimum detectable effect with the planned number of seeds (80% power, a
+two-sided test at 0.05) and the seeds that would detect a gain of 2 F1 points, as the
+report's own answer says them (`xitt.analysis.stats`). The test sets are taken to be the
+report's: more seeds shrink only the seed part of the noise.
 """
 
 import json
+import math
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from xitt import XittError
@@ -70,15 +81,19 @@ class _ExampleCounter:
         return total
 
 
-def plan_grid(overrides: list[str], gpu: str = DEFAULT_GPU) -> dict[str, Any]:
-    """The plan of the grid `python train.py -m <overrides>` would run, as a dict."""
+def plan_grid(overrides: list[str], gpu: str = DEFAULT_GPU, power_from: str | Path | None = None) -> dict[str, Any]:
+    """The plan of the grid `python train.py -m <overrides>` would run, as a dict; with
+    `power_from` (a report folder or its gains.csv), also what it could detect (`power`)."""
     if gpu not in GPU_PEAK_TFLOPS:
         raise XittError(f"Unknown GPU '{gpu}' for the estimate; the planner knows {', '.join(GPU_PEAK_TFLOPS)}.")
     count_examples = _ExampleCounter()
     artifacts: dict[tuple[str, str], Artifact] = {}
     cells, naive_hours, eval_hours, warnings = [], 0.0, 0.0, []
+    comparisons: dict[tuple, set[int]] = defaultdict(set)  # ITT cell's gain setting -> planned seeds
     for cell_overrides, cfg in expand_grid(overrides):
         cell = Cell.from_config(cfg)
+        if cell.itt is not None:
+            comparisons[_gain_setting(cell)].add(cell.seed)
         store = ArtifactStore(cfg.paths.store)
         arch = architecture(cell.model)
         pending = pending_langs(cell, cell_results_dir(cfg.paths.results, cell))
@@ -123,6 +138,8 @@ def plan_grid(overrides: list[str], gpu: str = DEFAULT_GPU) -> dict[str, Any]:
         counts = by_kind[artifact.kind]
         counts["distinct"] += 1
         counts["stored" if artifact.stored else "to_build"] += 1
+    power = {} if power_from is None else {"power_from": str(_gains_csv(power_from)),
+                                           "power": plan_power(comparisons, power_from)}
     return {
         "overrides": overrides,
         "gpu": gpu,
@@ -143,7 +160,110 @@ def plan_grid(overrides: list[str], gpu: str = DEFAULT_GPU) -> dict[str, Any]:
             "unknown_artifacts": unknown,
         },
         "memory_warnings": warnings,
+        **power,
     }
+
+
+# What a gain is a gain of, in the columns of a report's gains.csv: its setting, size and ITT.
+_GAIN_SETTING = ("model", "target", "transfer", "freezing", "train_lang", "selection", "size", "itt")
+# Those that must agree with the report's row; the others must where both have a value (a
+# report of records without model selection, or a plan of a transfer without one training
+# language, leaves them empty).
+_ALWAYS_MATCHED = ("model", "target", "transfer", "freezing", "size", "itt")
+
+
+def _gain_setting(cell: Cell) -> tuple[str, ...]:
+    """The values of `_GAIN_SETTING` that the records of this ITT cell will carry."""
+    target_stage = next(stage for stage in cell.stages() if stage.trains and stage.store == "target")
+    zero_shot = cell.transfer["mode"] == "zero_shot"
+    return (cell.model["family"], cell.target["name"], cell.transfer["mode"], cell.freezing_name,
+            cell.transfer["train_lang"] if zero_shot else "",
+            target_stage.selection["mode"] if target_stage.validates else "", str(cell.model["size"]),
+            cell.itt_name)
+
+
+def _gains_csv(report: str | Path) -> Path:
+    path = Path(report)
+    return path / "gains.csv" if path.is_dir() else path
+
+
+def plan_power(comparisons: dict[tuple, set[int]], report: str | Path) -> list[dict[str, Any]]:
+    """For each planned ITT gain (its `_GAIN_SETTING` values -> planned seeds): what the
+    report's gain of the same setting over all languages says the planned seeds detect."""
+    import pandas as pd
+
+    from xitt.analysis.gains import OK, REFERENCE_GAIN
+    from xitt.analysis.stats import MIN_SEEDS_FOR_CLAIM, minimum_detectable_effect, seeds_to_detect
+
+    path = _gains_csv(report)
+    if not path.is_file():
+        raise XittError(f"--power-from {report}: found no gains.csv there. Give the folder of a report that "
+                        f"`python evaluate.py report=<results>` wrote (or its gains.csv), of the same setting "
+                        f"as the planned grid.")
+    gains = pd.read_csv(path, dtype={key: str for key in _GAIN_SETTING})
+    for key in set(_GAIN_SETTING) & set(gains.columns):
+        gains[key] = gains[key].fillna("")
+    if not {"seed_variance", "test_variance"} <= set(gains.columns):
+        raise XittError(f"{path} has no `seed_variance` and `test_variance` columns: it was written before "
+                        f"reports measured power. Write the report again from its results (`python evaluate.py "
+                        f"report=<results> out={path.parent}`) and plan with that.")
+    overall = gains[(gains["scope"] == "overall") & (gains["status"] == OK)]
+    entries = []
+    for setting, seeds in comparisons.items():
+        planned = dict(zip(_GAIN_SETTING, setting))
+        rows = overall
+        for key, value in planned.items():
+            if key not in rows:
+                continue  # a report from before the column existed
+            if key in _ALWAYS_MATCHED:
+                rows = rows[rows[key] == value]
+            elif value:
+                rows = rows[rows[key].isin([value, ""])]
+        entry = {**planned, "seeds": len(seeds)}
+        if rows.empty:
+            entries.append({**entry, "found": False})
+            continue
+        for row in rows.to_dict("records"):
+            one_seed_variance = row["seed_variance"] * row["n_seeds"]  # the seed part scales as 1/seeds
+            n_seeds = len(seeds)
+            entries.append({
+                **entry, "found": True, "selection": row.get("selection", "") or planned["selection"],
+                "seed_level_claim": n_seeds >= MIN_SEEDS_FOR_CLAIM,
+                "mde": (minimum_detectable_effect(one_seed_variance / n_seeds, n_seeds - 1, row["test_variance"])
+                        if n_seeds >= 2 else math.nan),
+                "seeds_for_2pt": seeds_to_detect(REFERENCE_GAIN, one_seed_variance, row["test_variance"]),
+                "report": {"gain": row["gain"], "n_seeds": int(row["n_seeds"]), "mde": row["mde"],
+                           "n_languages": int(row["n_languages"])}})
+    return entries
+
+
+def format_power(plan: dict[str, Any]) -> list[str]:
+    """What the planned seeds detect, one line per ITT gain (see `plan_power`)."""
+    from xitt.analysis.gains import REFERENCE_GAIN
+    from xitt.analysis.report import format_mde
+    from xitt.analysis.stats import MAX_SEEDS, MIN_SEEDS_FOR_CLAIM, POWER
+
+    lines = ["", f"Power ({POWER:.0%}, two-sided 0.05), from the gains over all languages in {plan['power_from']}; "
+                 "the test sets as in that report:"]
+    for entry in plan["power"]:
+        setting = (f"{entry['model']}-{entry['size']} itt={entry['itt']} on {entry['target']}, {entry['transfer']}, "
+                   f"freezing {entry['freezing']}" + (f", selection {entry['selection']}" if entry["selection"] else ""))
+        if not entry["found"]:
+            lines.append(f"  {setting}: the report has no gain of this setting, so nothing is known of its noise.")
+            continue
+        seeds_for_2pt = entry["seeds_for_2pt"]
+        needed = f"more than {MAX_SEEDS}" if math.isinf(seeds_for_2pt) else f"{seeds_for_2pt:.0f}"
+        planned = entry["seeds"]
+        detects = (f"{planned} seeds detect gains of {format_mde(entry['mde'])} F1 or more" if entry["seed_level_claim"] else
+                   f"with {planned} seed{'s' if planned != 1 else ''} no seed-level claim can be made "
+                   f"({MIN_SEEDS_FOR_CLAIM} or more are needed)")
+        report = entry["report"]
+        measured = f"{report['gain']:+.1f} with {report['n_seeds']} seeds"
+        if report["n_seeds"] >= MIN_SEEDS_FOR_CLAIM and not math.isnan(report["mde"]):
+            measured += f", which detect {format_mde(report['mde'])} or more"
+        lines.append(f"  {setting}: {detects}; {needed} seeds would detect a gain of {REFERENCE_GAIN:g} "
+                     f"(the report: {measured}, over {report['n_languages']} languages).")
+    return lines
 
 
 def format_plan(plan: dict[str, Any]) -> str:
@@ -183,6 +303,8 @@ def format_plan(plan: dict[str, Any]) -> str:
         lines.append("Not counted (data not on this machine; `python -m xitt.prepare` first): "
                      + "; ".join(summary["unknown_sizes"]))
     lines += [f"WARNING: {warning}" for warning in plan["memory_warnings"]]
+    if "power" in plan:
+        lines += format_power(plan)
     return "\n".join(lines)
 
 
@@ -197,13 +319,21 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("xitt.plan: --gpu needs a value, e.g. --gpu h100")
         gpu = args[at + 1]
         del args[at:at + 2]
+    power_from = None
+    if "--power-from" in args:
+        at = args.index("--power-from")
+        if at + 1 >= len(args):
+            raise SystemExit("xitt.plan: --power-from needs a report folder, e.g. --power-from "
+                             "docs/results/selection_sentiment")
+        power_from = args[at + 1]
+        del args[at:at + 2]
     if any(a in ("-h", "--help") for a in args):
         print(__doc__)
         return 0
     if any(a in ("-m", "--multirun") for a in args):
         args = [a for a in args if a not in ("-m", "--multirun")]
     try:
-        plan = plan_grid(args, gpu)
+        plan = plan_grid(args, gpu, power_from)
     except XittError as error:
         print(f"xitt.plan: {error}", file=sys.stderr)
         return 1

@@ -36,6 +36,18 @@ them separately and adds them at the end:
   noise dominates and 0.027 where test-set noise does (quadrature errs on the safe side);
   a test on one part alone reaches 0.33 (test set) or 0.17 (seeds) where the other
   dominates.
+* **Power.**  The smallest true value the test detects with 80% power
+  (``Estimate.minimum_detectable_effect``) comes from the same interval: the test rejects
+  where |estimate| exceeds the half-width, so the chance of that is computed from the
+  normal distribution of the estimate (variance: seed part + test-set part) and the
+  distribution of its own seed variance (a scaled chi-square with the seed degrees of
+  freedom; the test-set part is taken as measured), integrated over the second.  With
+  no test-set part this is the two-sided noncentral-t power.  The textbook shortcut
+  (t(1 - alpha/2) + t(power)) x SE assumes the interval's width is fixed, which three
+  seeds (two degrees of freedom) are far from: at the effect it gives, the test rejects
+  0.77 of the time, not 0.80.  ``Estimate.seeds_to_detect`` asks how many seeds would
+  detect a given effect, scaling the seed part as 1/seeds (its degrees of freedom
+  seeds - 1) with the test-set part as measured, which more seeds do not shrink.
 * **Fewer than three seeds.**  The between-seed variance of two seeds has one degree of
   freedom (t quantile 12.7), so no seed-level claim is made (``Estimate.verdict``); what
   remains is the test-set interval and the paired bootstrap test over test examples
@@ -166,6 +178,10 @@ ABOVE_ZERO, BELOW_ZERO, INCLUDES_ZERO = "above_zero", "below_zero", "includes_ze
 TOO_FEW_SEEDS = "too_few_seeds"
 # p-values are found by root finding on the level; smaller ones are reported as this bound.
 SMALLEST_P_VALUE = 1e-12
+# The power at which a minimum detectable effect is stated, and the most seeds
+# ``seeds_to_detect`` considers (beyond it: inf, "more than MAX_SEEDS").
+POWER = 0.8
+MAX_SEEDS = 100
 
 
 @dataclass(frozen=True, eq=False)
@@ -304,6 +320,21 @@ class Estimate:
         extreme = np.count_nonzero(deviations >= abs(self.value) - 1e-9)
         return (1 + extreme) / (len(self.example_replicates) + 1)
 
+    def minimum_detectable_effect(self, level: float = 0.95, power: float = POWER) -> float:
+        """The smallest true value that the seed-level test at ``level`` detects with
+        ``power``, for a design of these seeds and test set with the variances measured
+        here (see ``minimum_detectable_effect``).  nan where the seed noise is unknown."""
+        variance, dof = self.seed_noise()
+        return minimum_detectable_effect(variance, dof, self.test_variance, level, power)
+
+    def seeds_to_detect(self, effect: float, level: float = 0.95, power: float = POWER) -> float:
+        """How many seeds the seed-level test at ``level`` needs to detect a true value of
+        ``effect`` with ``power``: the seed variance measured here scaled to that many
+        seeds, the test-set part as measured (see ``seeds_to_detect``).  Unmatched inputs
+        count as their fewest seeds.  nan where the seed noise is unknown."""
+        variance, _ = self.seed_noise()
+        return seeds_to_detect(effect, variance * self.n_seeds, self.test_variance, level, power)
+
 
 def _half_width(alpha: float, seed_sd: float, seed_dof: float, test_sd: float) -> float:
     """Half-width of the (1 - alpha) interval: each part's quantile times its standard
@@ -318,6 +349,94 @@ def _t_upper_quantile(tail: float, dof: float) -> float:
     """The t quantile with ``tail`` above it (normal for infinite dof); isf keeps tiny
     tails exact."""
     return float(scipy_stats.t.isf(tail, dof))
+
+
+def rejection_rate(effect: float, seed_variance: float, seed_dof: float, test_variance: float,
+                   level: float = 0.95) -> float:
+    """How often the seed-level test at ``level`` rejects 0 when the true value is ``effect``.
+
+    The design: the estimate is normal about ``effect`` with variance ``seed_variance +
+    test_variance``; the test compares it with the half-width of its interval, whose seed
+    part comes from a seed variance estimated with ``seed_dof`` degrees of freedom (a
+    scaled chi-square, independent of the estimate) and whose test-set part is taken as
+    measured.  The rejection chance given the estimated seed variance is integrated over
+    that chi-square (``_chi_square_quadrature``).  At ``effect`` 0 it is the test's size:
+    ``1 - level`` without a test-set part, less with one (the quadrature errs low).
+    """
+    alpha = 1.0 - level
+    spread = math.sqrt(seed_variance + test_variance)
+    if spread == 0:
+        return 1.0 if effect != 0 else 0.0
+    # _half_width for each quadrature point's estimated seed variance
+    seed_quantile = _t_upper_quantile(alpha / 2, seed_dof)
+    test_quantile = _t_upper_quantile(alpha / 2, math.inf)
+    scales, weights = _chi_square_quadrature(seed_dof)
+    half_widths = np.sqrt(seed_quantile ** 2 * seed_variance * scales
+                          + test_quantile ** 2 * test_variance)
+    rejected = (scipy_stats.norm.sf((half_widths - effect) / spread)
+                + scipy_stats.norm.cdf((-half_widths - effect) / spread))
+    return float(weights @ rejected)
+
+
+def minimum_detectable_effect(seed_variance: float, seed_dof: float, test_variance: float,
+                              level: float = 0.95, power: float = POWER) -> float:
+    """The smallest true value that the seed-level test at ``level`` detects with ``power``
+    (``rejection_rate`` = ``power``), for a design with these variances of the estimate;
+    nan where the seed variance is unknown."""
+    if math.isnan(seed_variance) or math.isnan(seed_dof):
+        return math.nan
+    spread = math.sqrt(seed_variance + test_variance)
+    if spread == 0:
+        return 0.0
+
+    def shortfall(effect: float) -> float:
+        return rejection_rate(effect, seed_variance, seed_dof, test_variance, level) - power
+
+    upper = spread
+    while shortfall(upper) < 0:
+        upper *= 2
+    return float(optimize.brentq(shortfall, 0.0, upper, xtol=1e-6 * spread))
+
+
+def seeds_to_detect(effect: float, seed_variance_one_seed: float, test_variance: float,
+                    level: float = 0.95, power: float = POWER) -> float:
+    """The fewest seeds (at least ``MIN_SEEDS_FOR_CLAIM``) with which the seed-level test at
+    ``level`` detects a true value of ``effect`` (either sign) with ``power``, or inf where
+    more than ``MAX_SEEDS`` would be needed (or none would: the test-set part alone is too
+    wide).  ``seed_variance_one_seed`` is the seed variance of a single seed's estimate; n
+    seeds have 1/n of it, with n - 1 degrees of freedom.  nan where it is unknown."""
+    if math.isnan(seed_variance_one_seed) or math.isnan(effect):
+        return math.nan
+
+    def detects(n_seeds: int) -> bool:
+        return rejection_rate(abs(effect), seed_variance_one_seed / n_seeds, n_seeds - 1,
+                              test_variance, level) >= power
+
+    if not detects(MAX_SEEDS):
+        return math.inf
+    fewest, most = MIN_SEEDS_FOR_CLAIM, MAX_SEEDS  # the rate grows with the seeds
+    while fewest < most:
+        middle = (fewest + most) // 2
+        fewest, most = (fewest, middle) if detects(middle) else (middle + 1, most)
+    return float(fewest)
+
+
+# Beyond this many degrees of freedom the estimated seed variance is taken as exact.
+_EXACT_SEED_VARIANCE_DOF = 1000
+_QUADRATURE_POINTS = 1024
+
+
+@functools.lru_cache(maxsize=256)
+def _chi_square_quadrature(dof: float) -> tuple[np.ndarray, np.ndarray]:
+    """Points u and weights w with sum(w f(u)) = E f(W / dof), W chi-square with ``dof``
+    degrees of freedom: the midpoint rule on its quantiles.  (Gauss-Laguerre, exact for
+    polynomials, is not for the square root in a half-width: with one degree of freedom it
+    put the size of a 0.05 test at 0.017; this is within 1e-5 of adaptive integration.)"""
+    if dof > _EXACT_SEED_VARIANCE_DOF:
+        return np.ones(1), np.ones(1)
+    probabilities = (np.arange(_QUADRATURE_POINTS) + 0.5) / _QUADRATURE_POINTS
+    return (scipy_stats.chi2.ppf(probabilities, dof) / dof,
+            np.full(_QUADRATURE_POINTS, 1.0 / _QUADRATURE_POINTS))
 
 
 def pool_seeds(per_seed: Mapping[int, Estimate]) -> Estimate:
