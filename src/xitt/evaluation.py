@@ -42,7 +42,8 @@ def report(cfg: DictConfig) -> dict:
                          mode=settings.get("mode", "offline"), dir=settings["save_dir"], job_type="report",
                          name=f"report-{Path(sources[0]).name}", config={"sources": sources})
     try:
-        outputs = build_report(sources, out_dir, wandb_run=run, n_bootstrap=int(cfg.n_bootstrap))
+        outputs = build_report(sources, out_dir, wandb_run=run, n_bootstrap=int(cfg.n_bootstrap),
+                               include_flagged=bool(cfg.include_flagged))
     finally:
         finish_logger()
     print(f"Report of {', '.join(sources)} written to {out_dir}:")

@@ -19,12 +19,6 @@ question asked), and ``ci_low_test_set``/``ci_high_test_set`` over test examples
 trained models).  Gains and slopes also get the tests dual to them, ``p_value`` and
 ``p_value_test_set``, and a ``verdict``: whether the first interval lies above or below 0
 or includes it, or ``too_few_seeds`` where ``seed_level_claim`` is False (see ``stats``).
-Gains also say what the design could detect (``stats``, Power): ``mde``, the smallest true
-gain that the seed-level test detects with 80% power; ``seeds_for_2pt`` and
-``seeds_for_observed``, how many seeds would detect a gain of ``REFERENCE_GAIN`` F1 points
-and one of the observed size (inf: more than ``MAX_SEEDS``); and the two variances they are
-computed from, ``seed_variance`` and ``test_variance``, which ``xitt.plan --power-from``
-reads to plan another grid.
 
 Pooled rows ("scopes") are plain means over the languages that have the quantity:
 resource level and script groups come from ``languages``, and "overall" is all languages.
@@ -52,6 +46,9 @@ from .stats import (Estimate, bootstrap_macro_f1, bootstrap_ratio, combine,
 
 OK = "ok"
 MISSING_COUNTERPART = "missing_counterpart"
+# A language of an ITT cell where every run of it, or of its twin, has degenerate
+# predictions (a record's ``warnings``): no gain, unless flagged runs are included.
+FLAGGED = "flagged"
 OVERALL = "all"
 # How pooled rows group languages: scope name -> language code -> group name.
 SCOPES: dict[str, Callable[[str], str]] = {
@@ -61,9 +58,6 @@ SCOPES: dict[str, Callable[[str], str]] = {
 }
 # Recomputed and recorded F1 differing by more than this means the two definitions differ.
 F1_MISMATCH_TOLERANCE = 0.05
-# F1 points: a gain of the size X-STILTs reports for ITT on most tasks (1-3 points), for
-# which every gain states how many seeds would detect it (``seeds_for_2pt``).
-REFERENCE_GAIN = 2.0
 
 Key = tuple  # values of CELL_KEYS (+ lang)
 
@@ -71,9 +65,8 @@ Key = tuple  # values of CELL_KEYS (+ lang)
 _POOLED = ["scope", "group", "ci_low", "ci_high", "ci_low_test_set", "ci_high_test_set",
            "seed_level_claim", "n_languages", "status"]
 _TESTS = ["p_value", "verdict", "p_value_test_set"]
-POWER_COLUMNS = ["mde", "seeds_for_2pt", "seeds_for_observed", "seed_variance", "test_variance"]
 SCORE_COLUMNS = [*CELL_KEYS, "f1", *_POOLED]
-GAIN_COLUMNS = [*CELL_KEYS, "gain", *_TESTS, *POWER_COLUMNS, *_POOLED]
+GAIN_COLUMNS = [*CELL_KEYS, "gain", *_TESTS, *_POOLED]
 TREND_COLUMNS = [*SETTING_KEYS, "itt", "sizes", "slope_per_decade", *_TESTS, *_POOLED]
 
 
@@ -88,47 +81,64 @@ class Analysis:
     results: Results
     level: float
     n_bootstrap: int
+    include_flagged: bool = False  # whether flagged records count in the gains and trends
 
     @property
     def missing_counterparts(self) -> pd.DataFrame:
         return self.gains[self.gains["status"] == MISSING_COUNTERPART]
 
+    @property
+    def flagged(self) -> pd.DataFrame:
+        """The records with warnings (degenerate predictions), as summary rows."""
+        return self.summary[self.summary["warnings"] != ""]
+
 
 def analyse(results: Results, *, n_bootstrap: int = 1000, level: float = 0.95,
-            seed: int = 0) -> Analysis:
+            seed: int = 0, include_flagged: bool = False) -> Analysis:
     """Scores, gains and trends of the records, with ``level`` intervals and p-values.
 
     ``n_bootstrap`` resamples of the test examples per test set, drawn from generators
     determined by ``seed`` and the test set, so the same inputs give the same report.
+    Records with warnings (degenerate predictions) keep their scores (with the warnings in
+    a column) but are left out of the gains and trends, unless ``include_flagged``.
     """
     run_estimates = _run_estimates(results, n_bootstrap, seed)
     records = results.records
     summary = _summary(records, run_estimates, level)
 
-    seeds = records["seed"].to_numpy()
+    seeds, warnings = records["seed"].to_numpy(), records["warnings"].to_numpy()
+    groups = records.groupby([*CELL_KEYS, "lang"], sort=False, dropna=False).indices
     cell_estimates = {  # (cell, lang) -> {seed: estimate}
         key: {int(seeds[record_id]): run_estimates[record_id] for record_id in record_ids}
-        for key, record_ids in records.groupby([*CELL_KEYS, "lang"], sort=False,
-                                               dropna=False).indices.items()}
+        for key, record_ids in groups.items()}
+    gain_estimates_in = {  # the same without the flagged runs, unless they are included
+        key: {int(seeds[record_id]): run_estimates[record_id] for record_id in record_ids
+              if include_flagged or not warnings[record_id]}
+        for key, record_ids in groups.items()}
 
     score_rows, score_estimates = [], {}
     for key, per_seed in cell_estimates.items():
         score_estimates[key] = pool_seeds(per_seed)
-        score_rows.append(_row(key, "language", key[-1], score_estimates[key], level, "f1"))
+        score_rows.append({**_row(key, "language", key[-1], score_estimates[key], level, "f1"),
+                           "warnings": "; ".join(f"seed {seeds[record_id]}: {warnings[record_id]}"
+                                                 for record_id in groups[key] if warnings[record_id])})
     score_rows += _pooled_rows(score_estimates, level, "f1")
 
-    gain_rows, gain_estimates = _gains(cell_estimates, level)
+    gain_rows, gain_estimates = _gains(gain_estimates_in, level)
     gain_rows += [{**row, "status": OK, "note": ""}
                   for row in _pooled_rows(gain_estimates, level, "gain")]
 
+    scores = _sorted(score_rows, SCORE_COLUMNS)
+    scores["warnings"] = scores["warnings"].fillna("")  # pooled rows: see their languages
     return Analysis(
         summary=summary,
-        scores=_sorted(score_rows, SCORE_COLUMNS),
+        scores=scores,
         gains=_sorted(gain_rows, GAIN_COLUMNS),
         trends=_trends(gain_estimates, level),
         results=results,
         level=level,
         n_bootstrap=n_bootstrap,
+        include_flagged=include_flagged,
     )
 
 
@@ -205,6 +215,12 @@ def _gains(cell_estimates: Mapping[Key, Mapping[int, Estimate]],
             continue
         twin_key = key[:itt_position] + (NO_ITT,) + key[itt_position + 1:]
         lang = key[-1]
+        if not itt_seeds or (twin_key in cell_estimates and not cell_estimates[twin_key]):
+            rows.append({**_key_columns(key, "language", lang), "status": FLAGGED,
+                         "note": "every run of this cell or of its itt=none twin in this language "
+                                 "has degenerate predictions (flagged) and is left out",
+                         "seeds": ""})
+            continue
         if twin_key not in cell_estimates:
             rows.append({**_key_columns(key, "language", lang), "status": MISSING_COUNTERPART,
                          "note": "no itt=none cell with the same model, size, target, "
@@ -334,19 +350,9 @@ def _interval_columns(estimate: Estimate, level: float, value_name: str) -> dict
     if value_name in ("gain", "slope_per_decade"):
         columns.update(p_value=estimate.p_value(), verdict=estimate.verdict(level),
                        p_value_test_set=estimate.p_value_test_set())
-    if value_name == "gain":
-        columns.update(_power_columns(estimate, level))
     return {**columns, "n_seeds": estimate.n_seeds, "seeds": _seed_list(estimate.per_seed),
             "seed_noise": estimate.seed_noise_known,
             "examples_resampled": estimate.examples_resampled}
-
-
-def _power_columns(estimate: Estimate, level: float) -> dict:
-    """What the design detects with ``stats.POWER`` (nan where the seed noise is unknown)."""
-    return {"mde": estimate.minimum_detectable_effect(level),
-            "seeds_for_2pt": estimate.seeds_to_detect(REFERENCE_GAIN, level),
-            "seeds_for_observed": estimate.seeds_to_detect(estimate.value, level),
-            "seed_variance": estimate.seed_noise()[0], "test_variance": estimate.test_variance}
 
 
 def _seed_list(seeds: Iterable[int]) -> str:

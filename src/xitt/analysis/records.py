@@ -13,6 +13,11 @@ Per-example predictions are reduced to what the task's F1 is computed from, exam
 example (``Predictions``), and sorted by example id, so position i is the same example in
 every record of one test set; each test set gets an identifier (target task plus a hash
 of its ids) that the bootstrap uses to resample paired records together.
+
+A record's ``warnings`` (one text, sentences joined by ``WARNINGS_SEPARATOR``) are those it
+was written with (degenerate predictions on the development or test set,
+``xitt.metrics.degenerate``) plus what the same check finds in its predictions file, so
+that records written before the check existed are flagged too.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import pandas as pd
 
 from xitt import XittError
 from xitt.core.records import PREDICTIONS_SUFFIX, Record
+from xitt.metrics.degenerate import degenerate_predictions
 from xitt.metrics.qa import qa_example_scores
 from xitt.metrics.tagging import entity_counts, token_counts
 
@@ -51,6 +57,7 @@ _NUMBER_FIELDS = Record.NUMBERS
 SETTING_KEYS = ("model", "target", "transfer", "freezing", "train_lang", "selection")
 CELL_KEYS = (*SETTING_KEYS, "size", "params", "itt")
 RUN_KEYS = (*CELL_KEYS, "lang", "seed")
+WARNINGS_SEPARATOR = "; "
 
 
 class ReportError(XittError, ValueError):
@@ -164,7 +171,11 @@ def read_predictions(path: Path, target: str) -> Predictions:
     them gives the record's F1 again.  Classification examples with a negative gold label
     are unlabelled and left out.
     """
-    data = json.loads(path.read_text(encoding="utf-8"))
+    return parse_predictions(json.loads(path.read_text(encoding="utf-8")), target, path)
+
+
+def parse_predictions(data: dict, target: str, path: Path) -> Predictions:
+    """``read_predictions`` of a predictions file's content (``path`` names it in errors)."""
     ids = np.asarray([str(i) for i in data["ids"]])
     if not len(ids) == len(data["gold"]) == len(data["pred"]):
         raise ValueError(f"ids, gold and pred have different lengths in {path}")
@@ -250,6 +261,7 @@ def load_results(sources: Iterable[str | Path]) -> Results:
     is_superseded = table.duplicated(subset=list(RUN_KEYS), keep="last")
     records = table[~is_superseded].reset_index(drop=True)
     predictions = {}
+    warnings = records["warnings"].tolist()
     for row in records.itertuples():
         predictions_path = _predictions_path(row)
         if predictions_path is None:
@@ -257,10 +269,17 @@ def load_results(sources: Iterable[str | Path]) -> Results:
                             "seeds only and it gets no paired test")
             continue
         try:
-            predictions[row.Index] = read_predictions(predictions_path, row.target)
+            data = json.loads(predictions_path.read_text(encoding="utf-8"))
+            predictions[row.Index] = parse_predictions(data, row.target, predictions_path)
+            seen = degenerate_predictions(data, "test", row.lang)
         except (OSError, ValueError, KeyError, TypeError, XittError) as error:
             # XittError: a tag outside IOB2 or a question without gold answers
             problems.append(f"unreadable predictions {predictions_path}: {error}")
+            continue
+        known = warnings[row.Index].split(WARNINGS_SEPARATOR) if warnings[row.Index] else []
+        if seen and seen not in known:  # a record written before the check existed
+            warnings[row.Index] = WARNINGS_SEPARATOR.join([*known, seen])
+    records["warnings"] = warnings
     return Results(records, predictions, table[is_superseded].reset_index(drop=True),
                    sources, problems)
 
@@ -286,6 +305,8 @@ def _record_row(path: Path, record: dict) -> dict:
         value = record.get(name)
         if value is None:
             value = OPTIONAL_FIELDS.get(name, "")
+        elif name == "warnings" and not isinstance(value, str):  # a list of sentences
+            value = WARNINGS_SEPARATOR.join(value)
         row[name] = _NUMBER_FIELDS.get(name, str)(value)
     row["itt"] = row["itt"] or NO_ITT
     row["record_path"] = str(path)

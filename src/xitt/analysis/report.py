@@ -7,12 +7,14 @@ and figures to a W&B run when one is given.  ``report.md`` reads as the answer: 
 lines are one sentence per setting and intermediate task (the gain per size with its
 interval, whether it is distinguishable from 0, and the trend per tenfold parameters),
 then the figure of the gain per language group against parameters; it lists every ITT
-cell that could not be compared because its no-ITT twin is missing.
+cell that could not be compared because its no-ITT twin is missing, and every record left
+out of the gains because its predictions are degenerate (``include_flagged`` counts them).
+Paths in the report are relative to its folder: it names none of its machine's folders.
 """
 
 from __future__ import annotations
 
-import math
+import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -20,10 +22,10 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .gains import OK, POWER_COLUMNS, REFERENCE_GAIN, Analysis, analyse
+from .gains import OK, Analysis, analyse
 from .plots import plot_f1_vs_size, plot_gain_by_group, plot_gain_heatmap, plot_gain_vs_size
 from .records import NO_ITT, SETTING_KEYS, load_results
-from .stats import ABOVE_ZERO, BELOW_ZERO, MAX_SEEDS, MIN_SEEDS_FOR_CLAIM, POWER
+from .stats import ABOVE_ZERO, BELOW_ZERO, MIN_SEEDS_FOR_CLAIM
 from .tables import (MARKS_TEXT, TEST_SET_ONLY, format_estimate, format_p_value, format_params,
                      interval_matrix, to_latex, to_markdown, trend_table)
 
@@ -35,13 +37,16 @@ _ESTIMATE_COLUMNS = ["ci_low", "ci_high", "p_value", "verdict", "ci_low_test_set
 
 
 def build_report(sources: Iterable[str | Path], out_dir: str | Path, wandb_run=None, *,
-                 n_bootstrap: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+                 n_bootstrap: int = 1000, level: float = 0.95, seed: int = 0,
+                 include_flagged: bool = False) -> dict:
     """Analyse the records under ``sources`` and write the report into ``out_dir``.
 
     Returns the paths written and the key numbers (see ``write_report``).  Raises
-    ``ReportError`` when a source holds no records.
+    ``ReportError`` when a source holds no records.  Flagged records (degenerate
+    predictions) are left out of the gains unless ``include_flagged``.
     """
-    analysis = analyse(load_results(sources), n_bootstrap=n_bootstrap, level=level, seed=seed)
+    analysis = analyse(load_results(sources), n_bootstrap=n_bootstrap, level=level, seed=seed,
+                       include_flagged=include_flagged)
     return write_report(analysis, out_dir, wandb_run)
 
 
@@ -56,7 +61,7 @@ def write_report(analysis: Analysis, out_dir: str | Path, wandb_run=None) -> dic
     files: dict[str, Path] = {}
     for name in TABLES:
         files[f"{name}.csv"] = out_dir / f"{name}.csv"
-        getattr(analysis, name).to_csv(files[f"{name}.csv"], index=False)
+        _with_relative_paths(getattr(analysis, name), out_dir).to_csv(files[f"{name}.csv"], index=False)
 
     selection = selection_table(analysis.results.records)
     if not selection.empty:
@@ -74,7 +79,7 @@ def write_report(analysis: Analysis, out_dir: str | Path, wandb_run=None) -> dic
 
     answer_list = answers(analysis)
     files["report.md"] = out_dir / "report.md"
-    files["report.md"].write_text(report_markdown(analysis, answer_list, figures))
+    files["report.md"].write_text(report_markdown(analysis, answer_list, figures, out_dir))
 
     if wandb_run is not None:
         _log_to_wandb(wandb_run, analysis, answer_list, files, figures)
@@ -106,10 +111,9 @@ def setting_title(setting: dict) -> str:
 
 def answers(analysis: Analysis) -> list[dict]:
     """Per setting and intermediate task: the gain per size over all languages and its
-    slope per decade of parameters, each with intervals, tests and verdict, what the
-    design detects (gains' ``POWER_COLUMNS``), and the sentence that says them
-    (``"gains"``: one dict per size; ``"slope"``: a dict, or None with fewer than two
-    sizes; ``"level"``: the intervals' confidence level)."""
+    slope per decade of parameters, each with intervals, tests and verdict, and the
+    sentence that says them (``"gains"``: one dict per size; ``"slope"``: a dict, or None
+    with fewer than two sizes)."""
     gains = analysis.gains
     overall_gains = gains[(gains["scope"] == "overall") & (gains["status"] == OK)]
     trends = analysis.trends
@@ -120,11 +124,10 @@ def answers(analysis: Analysis) -> list[dict]:
             trend = overall_trends
             for key, value in {**setting, "itt": itt}.items():
                 trend = trend[trend[key] == value]
-            answer = {**setting, "itt": itt, "level": analysis.level,
+            answer = {**setting, "itt": itt,
                       "n_languages": int(itt_rows["n_languages"].max()),
                       "gains": itt_rows.sort_values("params")[
-                          ["size", "params", "gain", *_ESTIMATE_COLUMNS, *POWER_COLUMNS]
-                      ].to_dict("records"),
+                          ["size", "params", "gain", *_ESTIMATE_COLUMNS]].to_dict("records"),
                       "slope": (trend[["slope_per_decade", "sizes", *_ESTIMATE_COLUMNS]]
                                 .to_dict("records")[0] if len(trend) else None)}
             answer["sentence"] = answer_sentence(answer)
@@ -135,12 +138,10 @@ def answers(analysis: Analysis) -> list[dict]:
 def answer_sentence(answer: dict) -> str:
     """'ITT with mnli changes xnli F1 (...) by +1.2 [0.3, 2.1] at base (278M params;
     distinguishable from 0, p = 0.012) and ...; per tenfold parameters the gain changes by
-    -0.4 [-1.6, 0.8] F1 points (not distinguishable from 0, p = 0.48). With 80% power at a
-    two-sided 0.05, this design (3 seeds) detects gains of 6.1 F1 or more at base; 9 seeds
-    would detect a gain of 2, and 14 the observed gain.'"""
+    -0.4 [-1.6, 0.8] F1 points (not distinguishable from 0, p = 0.48).'"""
     at_sizes = [f"{format_estimate(g, 'gain')} at {g['size']} ({format_params(g['params'])} "
                 f"params{_verdict_text(g, '; ')})" for g in answer["gains"]]
-    by = _listing(at_sizes)
+    by = at_sizes[0] if len(at_sizes) == 1 else ", ".join(at_sizes[:-1]) + " and " + at_sizes[-1]
     languages = answer["n_languages"]
     over = f"mean over {languages} languages" if languages > 1 else "one language"
     sentence = (f"ITT with {answer['itt']} changes {answer['target']} F1 "
@@ -159,45 +160,7 @@ def answer_sentence(answer: dict) -> str:
         sentence += (f" {TEST_SET_ONLY} With {fewest} seed{'s' if fewest != 1 else ''} no "
                      f"seed-level claim can be made ({MIN_SEEDS_FOR_CLAIM} or more are needed): "
                      "these intervals cover the test examples only, for these trained models.")
-    return sentence + _power_text(answer["gains"], answer["level"])
-
-
-def _power_text(gains: list[dict], level: float) -> str:
-    """' With 80% power at a two-sided 0.05, this design (3 seeds) detects gains of 6.1 and
-    4.2 F1 or more at s and m; 9 and 5 seeds would detect a gain of 2, and 14 and more than
-    100 the observed gains.'  Without a seed-level claim only the seeds needed are said
-    (from the spread of the seeds there are); nothing with a single seed."""
-    if any(math.isnan(g["seeds_for_2pt"]) for g in gains):
-        return ""
-    power = f"{POWER:.0%} power at a two-sided {1 - level:.2g}"
-    sizes = _listing([g["size"] for g in gains])
-    for_reference = f"{_listing([_seeds_text(g['seeds_for_2pt']) for g in gains])} seeds"
-    for_observed = (f"{_listing([_seeds_text(g['seeds_for_observed']) for g in gains])} the "
-                    f"observed gain{'s' if len(gains) > 1 else ''}")
-    if not all(g["seed_level_claim"] for g in gains):
-        return (f" From the spread of these seeds, {for_reference} would detect a gain of "
-                f"{REFERENCE_GAIN:g} with {power} at {sizes}, and {for_observed}.")
-    counts = [f"{g['n_seeds']:.0f}" for g in gains]
-    seeds = counts[0] if len(set(counts)) == 1 else _listing(counts)
-    mdes = _listing([format_mde(g["mde"]) for g in gains])
-    return (f" With {power}, this design ({seeds} seeds) detects gains of {mdes} F1 or more at "
-            f"{sizes}; {for_reference} would detect a gain of {REFERENCE_GAIN:g}, and "
-            f"{for_observed}.")
-
-
-def format_mde(mde: float) -> str:
-    """A minimum detectable effect to one decimal, rounded up: the gain said is one that the
-    design detects (rounded to nearest, 2.04 would read 2.0 beside '7 seeds detect 2')."""
-    return f"{math.ceil(round(mde * 10, 6)) / 10:.1f}"
-
-
-def _seeds_text(seeds: float) -> str:
-    return f"more than {MAX_SEEDS}" if math.isinf(seeds) else f"{seeds:.0f}"
-
-
-def _listing(items: list[str]) -> str:
-    """'a', 'a and b', 'a, b and c'."""
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    return sentence
 
 
 def _verdict_text(estimate: dict, before: str, after: str = "") -> str:
@@ -224,7 +187,7 @@ def _depth_ladder_note(records: pd.DataFrame) -> list[str]:
 
 
 def report_markdown(analysis: Analysis, answer_list: list[dict],
-                    figures: dict[str, Figure]) -> str:
+                    figures: dict[str, Figure], out_dir: str | Path = ".") -> str:
     level = f"{analysis.level:.0%}"
     records = analysis.summary
     sentences = ([f"- {answer['sentence']}" for answer in answer_list]
@@ -232,6 +195,7 @@ def report_markdown(analysis: Analysis, answer_list: list[dict],
     parts = [
         "# ITT gain versus model size\n",
         "\n".join(sentences) + "\n",
+        *_flagged_note(analysis),
         *_depth_ladder_note(records),
         *(f"![ITT gain vs parameters by language group]({name})\n" for name in figures
           if name.startswith("gain_by_group_")),
@@ -240,7 +204,7 @@ def report_markdown(analysis: Analysis, answer_list: list[dict],
         f"examples; a gain is distinguishable from 0 where this interval excludes 0, which is "
         f"where the seed-level test gives p < {1 - analysis.level:.2g}. Marks: {MARKS_TEXT}. "
         f"Figures: the same intervals as error bars (hollow markers: test examples only). "
-        f"Sources: {', '.join(f'`{s}`' for s in analysis.results.sources)}; {len(records)} "
+        f"Sources: {', '.join(_source_text(s, out_dir) for s in analysis.results.sources)}; {len(records)} "
         f"records ({int(records['has_predictions'].sum())} with per-example predictions). "
         "See Method.\n",
     ]
@@ -263,7 +227,8 @@ def report_markdown(analysis: Analysis, answer_list: list[dict],
                   to_markdown(_f1_matrix(scores)),
                   f"![F1 vs size](f1_vs_size_{slug}.png)\n"]
     parts += _selection_section(analysis.results.records)
-    parts += _missing_and_problems(analysis)
+    parts += _flagged_section(analysis)
+    parts += _missing_and_problems(analysis, out_dir)
     parts += ["## Method\n", _method_text(analysis)]
     return "\n".join(parts)
 
@@ -314,7 +279,68 @@ def _selection_section(records: pd.DataFrame) -> list[str]:
     return parts
 
 
-def _missing_and_problems(analysis: Analysis) -> list[str]:
+def _flagged_note(analysis: Analysis, shown: int = 10) -> list[str]:
+    """How many records have degenerate predictions and which, under the answer: left out
+    of its gains (the default), or counted with ``include_flagged``."""
+    flagged = analysis.flagged
+    if flagged.empty:
+        return []
+    langs = flagged.groupby("cell_name", sort=True)["lang"].agg(lambda values: ", ".join(values))
+    which = [f"{cell} ({cell_langs})" for cell, cell_langs in langs.items()]
+    which = which[:shown] + ([f"and {len(which) - shown} more cells"] if len(which) > shown else [])
+    counted = f"{len(flagged)} of {len(analysis.summary)} records"
+    head = (f"**Counted in the gains although flagged: {counted}**, whose predictions are degenerate "
+            "(`include_flagged=true`)" if analysis.include_flagged else
+            f"**Left out of the gains: {counted}**, whose predictions are degenerate (the model gives "
+            "every example the same output); `include_flagged=true` counts them")
+    return [f"{head}: {'; '.join(which)}. What was seen: Flagged records, below.\n"]
+
+
+def _flagged_section(analysis: Analysis) -> list[str]:
+    flagged = analysis.flagged
+    if flagged.empty:
+        return []
+    use = "counted in" if analysis.include_flagged else "left out of"
+    return ["## Flagged records\n",
+            f"Records whose model gives every example of the development or test set the same output "
+            f"(one class, one tag, an empty answer): their F1 says nothing of transfer, so they are "
+            f"{use} the gains and trends (their scores stay in the F1 tables).\n",
+            to_markdown(flagged[["cell_name", "lang", "seed", "f1", "warnings"]].assign(
+                f1=flagged["f1"].round(1)))]
+
+
+def _relative(path: str | Path, out_dir: str | Path) -> str:
+    """``path`` relative to the report's folder."""
+    return os.path.relpath(Path(path).resolve(), Path(out_dir).resolve())
+
+
+# An absolute path in a sentence (a problem while reading), up to a space or a quote.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/-])/[^\s'\"`]+")
+
+
+def _relative_paths_in(text: str, out_dir: str | Path) -> str:
+    def relative(match: re.Match) -> str:
+        path = match.group(0).rstrip(",.:;)")
+        return _relative(path, out_dir) + match.group(0)[len(path):]
+
+    return _ABSOLUTE_PATH.sub(relative, text)
+
+
+def _with_relative_paths(table: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:
+    if "record_path" not in table:
+        return table
+    return table.assign(record_path=[_relative(path, out_dir) for path in table["record_path"]])
+
+
+def _source_text(source: str | Path, out_dir: str | Path) -> str:
+    """A source folder relative to the report's folder, named too where the report lies in it."""
+    shown = _relative(source, out_dir)
+    if set(Path(shown).parts) <= {".", ".."}:
+        return f"`{shown}` (`{Path(source).resolve().name}`)"
+    return f"`{shown}`"
+
+
+def _missing_and_problems(analysis: Analysis, out_dir: str | Path = ".") -> list[str]:
     missing = analysis.missing_counterparts
     parts = ["## Missing counterparts\n"]
     if missing.empty:
@@ -330,10 +356,10 @@ def _missing_and_problems(analysis: Analysis) -> list[str]:
     if len(superseded):
         parts += ["## Superseded records\n",
                   "Records of a run that was evaluated again; the latest one is used.\n",
-                  to_markdown(superseded[["record_path", "created"]])]
+                  to_markdown(_with_relative_paths(superseded[["record_path", "created"]], out_dir))]
     if analysis.results.problems:
         parts += ["## Problems while reading\n",
-                  *(f"- {problem}" for problem in analysis.results.problems), ""]
+                  *(f"- {_relative_paths_in(problem, out_dir)}" for problem in analysis.results.problems), ""]
     return parts
 
 
@@ -362,14 +388,7 @@ def _method_text(analysis: Analysis) -> str:
         "trained models. gains.csv keeps every number: `ci_low`, `ci_high` and `p_value` "
         "over seeds and test examples (wherever two seeds allow them), `verdict` (whether "
         "they support a claim and where 0 lies), and `ci_low_test_set`, `ci_high_test_set` "
-        "and `p_value_test_set`, the paired bootstrap test on the test examples. Power: "
-        f"`mde` is the smallest true gain that the seed-level test detects with {POWER:.0%} "
-        "power, from the same interval (the chance that the estimate leaves it, over the "
-        "spread of the estimate and of its seed variance); `seeds_for_2pt` and "
-        f"`seeds_for_observed` are the seeds that would detect a gain of {REFERENCE_GAIN:g} "
-        "and one of the observed size, with the seed variance scaled as 1/seeds and the "
-        "test-set part as measured (`seed_variance`, `test_variance`; inf: more than "
-        f"{MAX_SEEDS}, or none, as more seeds do not shrink the test-set part). Where "
+        "and `p_value_test_set`, the paired bootstrap test on the test examples. Where "
         "seeds do not line up, the seed noise of independent models is added (Welch-"
         "Satterthwaite). Trends are least-squares slopes of the gain on log10(parameters), "
         "in F1 points per tenfold increase, with the same intervals and tests; group and "

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from .gains import OK
+from .gains import FLAGGED, OK
 from .stats import ABOVE_ZERO, BELOW_ZERO, MIN_SEEDS_FOR_CLAIM
 
 DISTINGUISHABLE = "*"  # the interval over seeds and test examples excludes 0
@@ -91,8 +91,8 @@ def interval_matrix(table: pd.DataFrame, value_column: str, row_keys: tuple[str,
 
     With ``mark_significant``, '*' marks estimates whose interval over seeds and test
     examples excludes 0; '†' marks intervals over test examples only (see
-    ``shown_interval``).  Rows without an estimate (e.g. a missing counterpart) read
-    'missing'.
+    ``shown_interval``).  Rows without an estimate read 'missing' (a missing counterpart)
+    or 'flagged' (every run of the cell or its twin has degenerate predictions).
     """
     table = table.sort_values("params", kind="stable")
     size_columns = list(dict.fromkeys(size_label(s, p) for s, p in zip(table["size"],
@@ -100,8 +100,12 @@ def interval_matrix(table: pd.DataFrame, value_column: str, row_keys: tuple[str,
     cells: dict[tuple, dict[str, str]] = {}
     for row in table.to_dict("records"):
         label = (group_label(row["scope"], row["group"]), *(row[k] for k in row_keys))
-        text = ("missing" if pd.isna(row[value_column])
-                else format_estimate(row, value_column, signed, mark_significant))
+        if row.get("status") == FLAGGED:
+            text = FLAGGED
+        elif pd.isna(row[value_column]):
+            text = "missing"
+        else:
+            text = format_estimate(row, value_column, signed, mark_significant)
         cells.setdefault(label, {})[size_label(row["size"], row["params"])] = text
     index = pd.MultiIndex.from_tuples(list(cells), names=["language", *row_keys])
     matrix = pd.DataFrame(list(cells.values()), index=index, columns=size_columns)

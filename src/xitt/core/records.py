@@ -53,6 +53,9 @@ class Record:
     dev_f1_best: float | None = None
     dev_f1_last: float | None = None
     dev_lang: str | None = None
+    # what looked broken (xitt.metrics.degenerate): degenerate predictions on the development
+    # set of the stored model or on this language's test set; the record is kept, but flagged
+    warnings: list[str] = field(default_factory=list)
     # provenance
     split_note: str | None = None
     few_shot_k: int | None = None
@@ -121,4 +124,9 @@ def format_scores(records: list[dict[str, Any]]) -> str:
              f"{'lang':<8}{'F1':>8}" + "".join(f"{short:>8}" for _, short in others) + f"{'n':>7}"]
     lines += [f"{r['lang']:<8}{r['f1']:>8.1f}" + "".join(f"{r[name]:>8.1f}" for name, _ in others) + f"{r['n']:>7}"
               for r in records]
+    warnings = list(dict.fromkeys(warning for r in records for warning in r.get("warnings") or ()))
+    if warnings:
+        lines += ["Warning: this model's predictions are degenerate; its scores are recorded but flagged, "
+                  "and a report leaves them out of the ITT gains:",
+                  *(f"  - {warning}" for warning in warnings)]
     return "\n".join(lines)

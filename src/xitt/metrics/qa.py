@@ -10,7 +10,9 @@ each gold answer are normalised, then:
 * F1 splits both normalised strings into tokens and treats them as bags:
   overlap = the size of the multiset intersection, precision = overlap / predicted tokens,
   recall = overlap / gold tokens, F1 = 2PR / (P + R), and 0 when the overlap is 0 (so, as in
-  SQuAD v1.1, two answers that both normalise to nothing have exact match 1 but F1 0);
+  SQuAD v1.1 and MLQA's evaluation, two answers that both normalise to nothing have exact
+  match 1 but F1 0; SQuAD v2.0's script, and torchmetrics' `SQuAD` which follows it, give
+  that case F1 1, the one difference tests/test_metric_crosscheck.py finds);
 * an example's score is the maximum over its gold answers (F1 and exact match maxed
   separately), and a data set's score is the mean over examples, times 100.
 

@@ -57,6 +57,15 @@ def wrap_layers_named(names: Sequence[str]):
     return functools.partial(lambda_auto_wrap_policy, lambda_fn=lambda module: type(module).__name__ in wanted)
 
 
+class NonFiniteLoss(Exception):
+    """A training step's loss was NaN or infinite (`EncoderModule.check_loss`): the model
+    diverged. The pipeline turns it into the stage's message, with what to try."""
+
+    def __init__(self, step: int | None, loss: float | None, lr: float | None, epoch: int):
+        super().__init__(f"training loss {loss} at global step {step} (epoch {epoch}, learning rate {lr})")
+        self.step, self.loss, self.lr, self.epoch = step, loss, lr, epoch
+
+
 class EncoderModule(pl.LightningModule):
     """What every head shares: the encoder (its dropout set from the hyper-parameters),
     activation checkpointing, and the optimizer and schedule. A subclass adds its `head`,
@@ -80,6 +89,11 @@ class EncoderModule(pl.LightningModule):
         # (DDP would otherwise wait for gradients that never come).
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler.requires_grad_(False)
+        # The first training step whose loss was NaN or infinite, and that loss, kept on the
+        # device (`watch_loss`); the learning rate of each step since the last check.
+        self._nonfinite_step: torch.Tensor | None = None
+        self._nonfinite_loss: torch.Tensor | None = None
+        self._recent_lrs: dict[int, float] = {}
 
     def states(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The encoder's last hidden states of a batch (the targets and row numbers left out)."""
@@ -102,7 +116,40 @@ class EncoderModule(pl.LightningModule):
         # Not on the progress bar: it would read the loss back from the device at every step
         # (a host synchronisation); the logger reads it every `log_every_n_steps` only.
         self.log("train/loss", loss, batch_size=batch["input_ids"].size(0))
+        self.watch_loss(loss)
         return loss
+
+    def watch_loss(self, loss: torch.Tensor) -> None:
+        """Note the first global step whose loss is NaN or infinite, without reading the
+        loss back to the host: two device scalars updated by `torch.where` (the step goes in
+        as a kernel argument, not a copy), read by `check_loss`."""
+        step = self.trainer.global_step
+        self._recent_lrs.setdefault(step, float(self.trainer.optimizers[0].param_groups[0]["lr"]))
+        loss = loss.detach().float()
+        if self._nonfinite_step is None:
+            self._nonfinite_step = torch.full((), -1, dtype=torch.long, device=loss.device)
+            self._nonfinite_loss = torch.zeros((), device=loss.device)
+        first = ~torch.isfinite(loss) & (self._nonfinite_step < 0)
+        self._nonfinite_step = torch.where(first, step, self._nonfinite_step)
+        self._nonfinite_loss = torch.where(first, loss, self._nonfinite_loss)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Reading the note back is a host synchronisation (on a GPU it waits for every queued
+        # kernel), so it is read as often as the logger reads the loss anyway, every
+        # `log_every_n_steps` batches, and at the last batch of each epoch: before the
+        # epoch's validation, checkpoint and model selection can keep a diverged model.
+        if (batch_idx + 1) % max(int(self.trainer.log_every_n_steps), 1) == 0 or self.trainer.is_last_batch:
+            self.check_loss()
+
+    def check_loss(self) -> None:
+        """Raise `NonFiniteLoss` when a step's loss was NaN or infinite on any rank (a
+        collective: every rank checks at the same batches)."""
+        step = -1 if self._nonfinite_step is None else int(self._nonfinite_step)
+        lrs, self._recent_lrs = self._recent_lrs, {}
+        if self.trainer.strategy.reduce_boolean_decision(step >= 0, all=False):
+            if step < 0:  # another rank's loss (its gradients, shared, break this rank's weights too)
+                raise NonFiniteLoss(None, None, None, self.trainer.current_epoch + 1)
+            raise NonFiniteLoss(step, float(self._nonfinite_loss), lrs.get(step), self.trainer.current_epoch + 1)
 
     def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
                                     gradient_clip_algorithm: str | None = None) -> None:

@@ -13,6 +13,7 @@ predictions become a predictions file (`predictions_file`); everything else is s
 
 import json
 import logging
+import shutil
 import time
 import warnings
 from datetime import datetime, timezone
@@ -38,9 +39,10 @@ from xitt.core.taskspec import split_note
 from xitt.data.datamodule import TaskDataModule
 from xitt.data.tasks import load_split, missing_data_assets, task_type
 from xitt.data.tokenizer import load_tokenizer
+from xitt.metrics.degenerate import degenerate_predictions
 from xitt.metrics.predictions import prediction_scores
 from xitt.models.encoder import apply_freezing, build_encoder, count_parameters, load_encoder, missing_model_assets
-from xitt.models.module import EncoderModule, SequenceClassifier, SpanExtractor, TokenTagger
+from xitt.models.module import EncoderModule, NonFiniteLoss, SequenceClassifier, SpanExtractor, TokenTagger
 from xitt.stages.loggers import finish_logger, stage_logger
 from xitt.stages.predictions import gather_rows, predictions_file
 from xitt.stages.selection import select, selection_callbacks, trainer_settings
@@ -48,6 +50,8 @@ from xitt.stages.resume import PreemptionGuard, StageCheckpoints
 
 log = logging.getLogger(__name__)
 HEAD_FILE = "head.safetensors"
+# The config group whose `hparams` a training stage trains with (few-shot: the transfer's).
+HPARAMS_GROUP = {"itt": "itt", "target": "target", "few_shot": "transfer"}
 # Keys of the `trainer` config that xitt reads itself; all others are pl.Trainer arguments.
 XITT_TRAINER_KEYS = ("activation_checkpointing", "checkpoint_every_n_epochs", "checkpoint_min_interval_s",
                      "compile", "gpu_memory_gb")
@@ -244,6 +248,10 @@ class CellRunner:
         cell = self.cell
         predictions_name = f"{lang}{PREDICTIONS_SUFFIX}"
         write_json_atomic(self.results_dir / predictions_name, predictions)
+        # Kept but flagged: the stored model's development set (checked as it was selected)
+        # and this language's test set.
+        flags = [*((selection or {}).get("dev_warnings") or ()),
+                 *filter(None, [degenerate_predictions(predictions, "test", lang)])]
         few_shot = cell.transfer["mode"] == "few_shot"
         record = Record(
             cell_key=cell.cell_key, cell_name=cell.name, result_key=cell.result_key(stage.key, lang),
@@ -255,7 +263,7 @@ class CellRunner:
             split_note=split_note(cell.target),
             few_shot_k=int(cell.transfer["k"]) if few_shot else None,
             few_shot_seed=int(cell.transfer["sample_seed"]) if few_shot else None,
-            sweep=self.sweep, predictions=predictions_name, eval_s=round(time.time() - started, 3),
+            warnings=flags, sweep=self.sweep, predictions=predictions_name, eval_s=round(time.time() - started, 3),
             created=datetime.now(timezone.utc).isoformat(), config=cell.config, versions=library_versions(),
         ).as_dict()
         write_json_atomic(record_path(self.results_dir, lang), record)
@@ -313,12 +321,48 @@ class CellRunner:
                 trainer.fit(module, datamodule=data, ckpt_path=resume.path if resume else None)
                 metrics["selection"] = select(trainer, stage, selecting)
                 weights = gathered_weights(trainer)
+        except NonFiniteLoss as diverged:
+            # Its checkpoints may hold the broken weights, which a run of the same stage (with
+            # stronger clipping, say: not part of the key) would resume from.
+            if self.ranks.is_zero:
+                shutil.rmtree(work_dir, ignore_errors=True)
+            raise XittError(self.diverged_message(stage, diverged)) from None
         finally:
             finish_logger()
         loss = trainer.callback_metrics.get("train/loss")
         metrics.update(train_loss=None if loss is None else float(loss), steps=int(trainer.global_step),
                        train_examples=len(data.train_set), world_size=self.ranks.world_size)
         return metrics, weights
+
+    def diverged_message(self, stage: Stage, diverged: NonFiniteLoss) -> str:
+        """The paragraph of a stage whose training loss became NaN or infinite."""
+        group = HPARAMS_GROUP.get(stage.name, stage.name)
+        lr = float(stage.hparams["lr"])
+        precision = str(self.cfg.trainer.get("precision"))
+        full_precision = ("" if precision.startswith(("32", "64")) else
+                          f"full precision (`trainer.precision=32-true`; it trains in {precision} now)")
+        stopped = "It stopped there, and nothing was stored or recorded for it."
+        if diverged.step == 0:  # no update yet: the starting model and the data, not the learning rate
+            truncated = (f" (with `{group}.hparams.max_length={stage.hparams['max_length']}`, a tagging batch can "
+                         f"lose every word to truncation: no token is labelled, and the mean loss is 0/0)"
+                         if task_type(stage.task) == "tagging" else "")
+            return (f"Cell {self.cell.name}: the {stage.name} stage's training loss was {diverged.loss} at global "
+                    f"step 0, before the first update, so the learning rate did not cause it: the starting model "
+                    f"or the first batches did{truncated}. {stopped} Check the training data and "
+                    f"`{group}.hparams.max_length`{', or try ' + full_precision if full_precision else ''}, then "
+                    f"run the same command again.")
+        if diverged.step is None:
+            seen = f"its training loss was not finite on another rank by epoch {diverged.epoch}"
+        else:
+            at = "" if diverged.lr is None else f", learning rate {diverged.lr:.3g}"
+            seen = f"its training loss was {diverged.loss} at global step {diverged.step} (epoch {diverged.epoch}{at})"
+        clip = self.cfg.trainer.get("gradient_clip_val")
+        tries = [f"a lower learning rate (`{group}.hparams.lr={lr / 10:g}`; its peak is {lr:g} now)",
+                 *filter(None, [full_precision]),
+                 f"stronger gradient clipping (`trainer.gradient_clip_val={float(clip) / 4:g}`; {float(clip):g} now)"
+                 if clip else "gradient clipping (`trainer.gradient_clip_val=1.0`)"]
+        return (f"Cell {self.cell.name}: the {stage.name} stage diverged: {seen}. {stopped} Try "
+                f"{', '.join(tries[:-1])} or {tries[-1]}, then run the same command again.")
 
 
 def _selection_of(model_dir: Path) -> dict[str, Any] | None:

@@ -1,6 +1,7 @@
 """Prediction rows (one per example, from the modules' `predict_step`) turned into a
 predictions file per language, the shape `xitt.metrics.predictions` scores: for the test
-sets after training, and for the development set at each validation."""
+sets after training, and for the development set of tagging and QA tasks at each validation
+(a classifier counts its development predictions in torchmetrics: `xitt.stages.selection`)."""
 
 from typing import Any
 

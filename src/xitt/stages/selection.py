@@ -20,6 +20,7 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from xitt.core.cell import Stage
 from xitt.core.taskspec import dev_split
 from xitt.data.datamodule import TaskDataModule
+from xitt.metrics.degenerate import degenerate_predictions
 from xitt.metrics.predictions import prediction_scores
 from xitt.stages.predictions import gather_rows, predictions_file
 
@@ -46,10 +47,12 @@ class DevScore(pl.Callback):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         width = pl_module.prediction_width
-        scores = {}
+        scores, seen = {}, []
         for index, lang in enumerate(self.langs):
             rows = gather_rows(trainer, self._rows[index], width)  # every rank takes part
-            scores[lang] = prediction_scores(predictions_file(self.task, lang, rows, self.data.dev_data[lang]))["f1"]
+            predictions = predictions_file(self.task, lang, rows, self.data.dev_data[lang])
+            scores[lang] = prediction_scores(predictions)["f1"]
+            seen += filter(None, [degenerate_predictions(predictions, "development", lang)])
         self._rows = {}
         f1 = sum(scores.values()) / len(scores)
         # Every rank computed the same score from the gathered rows: no reduction needed.
@@ -57,7 +60,8 @@ class DevScore(pl.Callback):
         if len(scores) > 1:
             for lang, score in scores.items():
                 pl_module.log(f"{MONITOR}/{lang}", score)
-        self.curve.append({"epoch": trainer.current_epoch + 1, "step": trainer.global_step, "f1": round(f1, 4)})
+        self.curve.append({"epoch": trainer.current_epoch + 1, "step": trainer.global_step, "f1": round(f1, 4),
+                           **({"warnings": seen} if seen else {})})
 
     def state_dict(self) -> dict[str, Any]:
         return {"curve": self.curve}
@@ -101,7 +105,8 @@ def select(trainer: pl.Trainer, stage: Stage, callbacks: list[pl.Callback]) -> d
     """After fitting: load the best checkpoint's weights into the module for `best` (every
     rank), and describe the selection for the artifact's meta.json and the records: mode,
     development split and languages, the curve, the selected epoch and step, the selected,
-    best and last development F1, the epochs trained and the budget."""
+    best and last development F1, the epochs trained and the budget, and what
+    `xitt.metrics.degenerate` saw in the stored model's development predictions."""
     scorer = next((callback for callback in callbacks if isinstance(callback, DevScore)), None)
     if scorer is None:
         return None
@@ -122,4 +127,5 @@ def select(trainer: pl.Trainer, stage: Stage, callbacks: list[pl.Callback]) -> d
         "dev_f1_last": curve[-1]["f1"] if curve else None,
         "epochs_run": int(trainer.current_epoch),  # fewer than the budget when stopped early
         "epoch_budget": int(stage.hparams["epochs"]),
+        "dev_warnings": (selected or {}).get("warnings", []),
     }
