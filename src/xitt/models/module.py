@@ -2,7 +2,9 @@
 linear warmup and decay (`EncoderModule`): sentence classification (a pooled head), token
 classification (a label per token) and extractive QA (start and end logits). Evaluation
 goes through Lightning's prediction loop (`predict_step`): the pipeline gathers the
-predictions of every rank and scores them with `xitt.metrics`."""
+predictions of every rank and scores them with `xitt.metrics`. Validation (model selection,
+`xitt.stages.selection`) counts a classifier's development predictions in torchmetrics
+objects the module holds; tagging and QA predict the development set as the test sets."""
 
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,6 +13,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.plugins.precision import MixedPrecision
 import torch
 from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import get_linear_schedule_with_warmup
 
 POOLINGS = ("cls", "last", "mean")
@@ -108,8 +112,11 @@ class EncoderModule(pl.LightningModule):
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int,
                         dataloader_idx: int = 0) -> torch.Tensor:
-        """The development set is predicted as the test sets are; `xitt.stages.selection`
-        scores the rows."""
+        """Tagging and QA: the development set is predicted as the test sets are, and
+        `xitt.stages.selection` scores the gathered rows with xitt's own scorers (entity F1
+        and SQuAD F1 need each example's words and character offsets, which the rows are
+        matched with). Classification counts its predictions in torchmetrics instead
+        (`SequenceClassifier.validation_step`)."""
         return self.predict_step(batch, batch_idx, dataloader_idx)
 
     def log_loss(self, loss: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -195,16 +202,31 @@ def _pad_to(values: torch.Tensor, length: int, fill: float) -> torch.Tensor:
     return nn.functional.pad(values, (0, length - values.size(1)), value=fill)
 
 
+def dev_metrics(num_labels: int) -> MetricCollection:
+    """A classifier's development scores (model selection): macro-F1 and accuracy. torchmetrics
+    counts each rank's predictions and sums the counts over the ranks when it computes, so
+    every rank scores the whole development set. Its macro-F1 leaves a class that is neither
+    a gold label nor a prediction out of the mean (torchmetrics >= 1.4), as
+    `xitt.metrics.classification.macro_f1` (the test records' F1, scikit-learn's default)
+    does; the two agree up to float32 rounding (tests/test_metric_crosscheck.py)."""
+    return MetricCollection({"f1": MulticlassF1Score(num_labels, average="macro"),
+                             "accuracy": MulticlassAccuracy(num_labels, average="micro")})
+
+
 class SequenceClassifier(EncoderModule):
     """One label per text (pair): a pooled classification head."""
 
     prediction_width = 3
 
     def __init__(self, encoder: nn.Module, num_labels: int, hparams: Mapping[str, Any],
-                 pooling: str = "cls"):
+                 pooling: str = "cls", dev_langs: Sequence[str] = ()):
         super().__init__(encoder, hparams)
         self.head = ClassificationHead(encoder.config.hidden_size, num_labels, float(hparams["dropout"]), pooling)
         self.loss = nn.CrossEntropyLoss()
+        # One set of development metrics per development language, in the order of the
+        # validation loaders; the counts are not part of the weights.
+        self.dev_langs = tuple(dev_langs)
+        self.dev_metrics = nn.ModuleList(dev_metrics(num_labels) for _ in self.dev_langs)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs).last_hidden_state
@@ -220,6 +242,20 @@ class SequenceClassifier(EncoderModule):
         """(row, gold, predicted) per example of the batch."""
         predictions = self.logits(batch).argmax(dim=-1)
         return torch.stack([batch["row"], batch["labels"], predictions], dim=1)
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        """The batch's predictions counted into its development language's metrics."""
+        self.dev_metrics[dataloader_idx].update(self.logits(batch).argmax(dim=-1), batch["labels"])
+
+    def dev_scores(self) -> dict[str, dict[str, float]]:
+        """Each development language's macro-F1 and accuracy (0-100) over the validation just
+        run, from the counts of every rank (a collective: every rank calls it), then reset
+        for the next validation."""
+        scores = {}
+        for lang, metrics in zip(self.dev_langs, self.dev_metrics):
+            scores[lang] = {name: 100.0 * float(value) for name, value in metrics.compute().items()}
+            metrics.reset()
+        return scores
 
 
 class TokenTagger(EncoderModule):

@@ -186,7 +186,8 @@ class CellRunner:
         elif kind == "qa":
             module = SpanExtractor(encoder, stage.hparams)
         else:
-            module = SequenceClassifier(encoder, len(stage.task["labels"]), stage.hparams, self.cell.model["pooling"])
+            module = SequenceClassifier(encoder, len(stage.task["labels"]), stage.hparams, self.cell.model["pooling"],
+                                        dev_langs=stage.dev_langs if stage.validates else ())
         if start_dir is not None and (start_dir / HEAD_FILE).is_file():
             module.head.load_state_dict(load_file(str(start_dir / HEAD_FILE)))
         return module

@@ -5,6 +5,13 @@ Lightning's `ModelCheckpoint`) or the last one (`last`); `selection.patience` st
 training early (Lightning's `EarlyStopping`). The development languages are the stage's
 (`Stage.dev_langs`): English for zero-shot and few-shot targets, never a target language.
 
+Classification's macro-F1 and accuracy are torchmetrics objects of the module
+(`SequenceClassifier.dev_scores`), which torchmetrics sums over the ranks. Tagging and QA
+keep xitt's own scorers (`xitt.metrics`): entity F1 needs each sentence's words and SQuAD F1
+each answer's text from the context's characters, so their prediction rows are gathered
+from every rank and matched with the development examples, as the test sets are. Either
+way `DevScore` logs the one value that the curve, `ModelCheckpoint` and `EarlyStopping` read.
+
 The callbacks' state (the curve, the best score and its checkpoint, early stopping's
 count) is part of the stage's preemption checkpoint, so a resumed stage selects as an
 uninterrupted one would.
@@ -16,10 +23,12 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from torchmetrics.classification import MulticlassF1Score
 
 from xitt.core.cell import Stage
 from xitt.core.taskspec import dev_split
 from xitt.data.datamodule import TaskDataModule
+from xitt.data.tasks import task_type
 from xitt.metrics.degenerate import degenerate_predictions
 from xitt.metrics.predictions import prediction_scores
 from xitt.stages.predictions import gather_rows, predictions_file
@@ -29,45 +38,74 @@ SELECTION_FOLDER = "selection"  # in the stage's work folder: the best model's c
 
 
 class DevScore(pl.Callback):
-    """Scores the development set at the end of each validation: the rows of every rank
-    gathered, scored per language as the test sets are, their mean logged as `val/f1`
-    (and `val/f1/<lang>`), and kept as the stage's validation curve."""
+    """Scores the development set at the end of each validation, per language as the test
+    sets are scored, logs each score's mean over the languages as `val/<score>` (`val/f1`,
+    the monitored one; `val/<score>/<lang>` too when there are several languages), and keeps
+    `val/f1` as the stage's validation curve."""
 
     def __init__(self, task: dict[str, Any], data: TaskDataModule, langs: tuple[str, ...]):
         self.task, self.data, self.langs = task, data, langs
+        # Classification is counted by the module's torchmetrics objects: no rows to gather.
+        self.gathers_rows = task_type(task) != "classification"
         self.curve: list[dict[str, Any]] = []
         self._rows: dict[int, list[torch.Tensor]] = {}
+        # What `xitt.metrics.degenerate` saw in the last validation's predictions.
+        self.seen: list[str] = []
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._rows = {index: [] for index in range(len(self.langs))}
 
     def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._rows[dataloader_idx].append(outputs.detach())
+        if self.gathers_rows:
+            self._rows[dataloader_idx].append(outputs.detach())
+
+    def scores(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, dict[str, float]]:
+        """Each development language's scores (0-100; every rank takes part and gets the same)."""
+        if not self.gathers_rows:
+            # before dev_scores, which resets the counts
+            self.seen = [seen for lang, metrics in zip(self.langs, pl_module.dev_metrics)
+                         if (seen := degenerate_predictions(class_multisets(trainer, metrics["f1"], self.task),
+                                                            "development", lang))]
+            return pl_module.dev_scores()
+        scores, self.seen = {}, []
+        for index, lang in enumerate(self.langs):
+            rows = gather_rows(trainer, self._rows[index], pl_module.prediction_width)
+            predictions = predictions_file(self.task, lang, rows, self.data.dev_data[lang])
+            scores[lang] = {name: value for name, value in prediction_scores(predictions).items() if name != "n"}
+            self.seen += filter(None, [degenerate_predictions(predictions, "development", lang)])
+        return scores
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        width = pl_module.prediction_width
-        scores, seen = {}, []
-        for index, lang in enumerate(self.langs):
-            rows = gather_rows(trainer, self._rows[index], width)  # every rank takes part
-            predictions = predictions_file(self.task, lang, rows, self.data.dev_data[lang])
-            scores[lang] = prediction_scores(predictions)["f1"]
-            seen += filter(None, [degenerate_predictions(predictions, "development", lang)])
+        scores = self.scores(trainer, pl_module)
         self._rows = {}
-        f1 = sum(scores.values()) / len(scores)
-        # Every rank computed the same score from the gathered rows: no reduction needed.
-        pl_module.log(MONITOR, f1, prog_bar=True)
-        if len(scores) > 1:
-            for lang, score in scores.items():
-                pl_module.log(f"{MONITOR}/{lang}", score)
-        self.curve.append({"epoch": trainer.current_epoch + 1, "step": trainer.global_step, "f1": round(f1, 4),
-                           **({"warnings": seen} if seen else {})})
+        means = {name: sum(by_lang[name] for by_lang in scores.values()) / len(scores)
+                 for name in scores[self.langs[0]]}
+        # Every rank has the scores of the whole development set: no reduction by Lightning.
+        for name, mean in means.items():
+            pl_module.log(f"val/{name}", mean, prog_bar=name == "f1")
+            if len(scores) > 1:
+                for lang, by_lang in scores.items():
+                    pl_module.log(f"val/{name}/{lang}", by_lang[name])
+        self.curve.append({"epoch": trainer.current_epoch + 1, "step": trainer.global_step,
+                           "f1": round(means["f1"], 4), **({"warnings": self.seen} if self.seen else {})})
 
     def state_dict(self) -> dict[str, Any]:
         return {"curve": self.curve}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.curve = list(state_dict["curve"])
+
+
+def class_multisets(trainer: pl.Trainer, f1: MulticlassF1Score, task: dict[str, Any]) -> dict[str, Any]:
+    """The gold and the predicted classes of a validation (every rank's, from the counts of
+    the module's macro-F1: gold = tp + fn, predicted = tp + fp per class), as a predictions
+    file's `gold` and `pred` lists for `degenerate_predictions`, which reads which classes
+    occur and how often, not which example had which."""
+    counts = trainer.strategy.reduce(torch.stack([f1.tp + f1.fn, f1.tp + f1.fp]), reduce_op="sum").cpu()
+    classes = torch.arange(counts.size(1))
+    return {"gold": classes.repeat_interleave(counts[0]).tolist(), "pred": classes.repeat_interleave(counts[1]).tolist(),
+            "labels": list(task["labels"])}
 
 
 def selection_callbacks(stage: Stage, data: TaskDataModule, work_dir: Path) -> list[pl.Callback]:
