@@ -172,6 +172,72 @@ def test_hub_integer_labels_are_read_by_class_name_not_position(tmp_path):
     assert [xnli["labels"][label] for label in unified["label"]] == ["contradiction", "entailment", "neutral"]
 
 
+# -- splits read from a data set of their own: XQuAD and MLQA train on SQuAD v1.1 ----------
+
+
+def squad_file(path: Path, prefix: str, n: int) -> Path:
+    """A SQuAD v1.1 JSON file of `n` questions with ids `<prefix>-<i>`."""
+    paragraphs = [{"context": f"Answer {i} is here.", "qas": [{"id": f"{prefix}-{i}", "question": f"What is {i}?",
+                                                               "answers": [{"text": f"Answer {i}", "answer_start": 0}]}]}
+                  for i in range(n)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"version": "1.1", "data": [{"title": prefix, "paragraphs": paragraphs}]}))
+    return path
+
+
+def test_xquad_and_mlqa_train_on_squad_v1_1_and_test_on_their_own_hub_data():
+    for name, test_part in (("xquad", ("google/xquad", "xquad.de", "validation")),
+                            ("mlqa", ("google/xtreme", "MLQA.de.de", "test"))):
+        qa = task(f"target={name}")
+        for split in ("train", HELD_OUT_DEV):  # model selection holds its share out of SQuAD's train
+            (part,) = data_parts(qa, "en", split)
+            assert (part.path, part.name, part.split) == ("rajpurkar/squad", "plain_text", "train")
+        (part,) = data_parts(qa, "de", "test")
+        assert (part.path, part.name, part.split) == test_part
+        assert split_note(qa).startswith("train is read from rajpurkar/squad (plain_text), split train")
+        # SQuAD is English: training in another language is refused, naming the setting
+        with pytest.raises(XittError, match=r"reads its train split from rajpurkar/squad, which has en only, "
+                                            r"not 'de' \(`<group>.hub.splits.train.languages`\)"):
+            data_parts(qa, "de", "train")
+        own_language = Cell.from_config(compose(f"target={name}", "transfer=target_finetune", "target_lang.langs=[de]"))
+        with pytest.raises(XittError, match="has en only, not 'de'"):  # as the run's asset check finds it
+            [data_parts(*need) for need in own_language.data_needs()]
+
+
+def test_the_train_and_test_splits_read_their_own_files(shared, tmp_path):
+    """Local files: SQuAD stands in as a file written here, in a folder of its own; the
+    test sets are the real XQuAD files."""
+    squad_file(tmp_path / "squad" / "train-v1.1.json", "squad", 50)
+    xquad = task("target=xquad", "target.source=local", f"target.path={shared / 'data/xquad'}",
+                 f"target.local.splits.train.path={tmp_path / 'squad'}")
+    train, dev = load_split(xquad, "en", "train"), load_split(xquad, "en", HELD_OUT_DEV)
+    assert len(train) == 45 and len(dev) == 5 and not set(train["id"]) & set(dev["id"])
+    assert all(example_id.startswith("squad-") for example_id in [*train["id"], *dev["id"]])
+    test = load_split(xquad, "de", "test")
+    assert len(test) == 1190 and not any(example_id.startswith("squad-") for example_id in test["id"])
+    assert f"train is read from train-v1.1.json under {tmp_path / 'squad'}" in split_note(xquad)
+    # without the train split's own folder it is looked for beside the test files, and named when missing
+    beside = task("target=xquad", "target.source=local", f"target.path={shared / 'data/xquad'}")
+    with pytest.raises(XittError, match=r"no file train-v1.1.json in .*xquad.*`<group>.local.splits.train.path="):
+        load_split(beside, "en", "train")
+
+
+def test_the_train_split_of_its_own_goes_through_the_hub_reader(tmp_path):
+    """The hub path, with a local data set folder standing in for each hub data set (no
+    network): the train split comes from the one its entry names, the test split from the task's."""
+    for folder, prefix in (("squad", "squad"), ("xquad", "xquad")):
+        rows = [{"id": f"{prefix}-{i}", "question": f"What is {i}?", "context": f"Answer {i} is here.",
+                 "answers": {"text": [f"Answer {i}"], "answer_start": [0]}} for i in range(20)]
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / ("train.jsonl" if prefix == "squad" else "validation.jsonl")).write_text(
+            "\n".join(json.dumps(row) for row in rows))
+    xquad = task("target=xquad", f"target.hub.path={tmp_path / 'xquad'}", "target.hub.name=null",
+                 f"target.hub.splits.train.path={tmp_path / 'squad'}", "target.hub.splits.train.name=null")
+    assert set(load_split(xquad, "en", "train")["id"]) | set(load_split(xquad, "en", HELD_OUT_DEV)["id"]) == {
+        f"squad-{i}" for i in range(20)}
+    assert set(load_split(xquad, "de", "test")["id"]) == {f"xquad-{i}" for i in range(20)}
+
+
 # -- transfer modes and their keys ---------------------------------------------------------
 
 
@@ -381,6 +447,32 @@ def test_prepare_dry_run_lists_every_model_and_data_set_of_a_sweep_offline(tmp_p
                  "data set nyu-mll/glue (mnli): train", "data set facebook/anli (plain_text): train_r1, train_r2, train_r3"):
         assert line in out, line
     assert not any(Path(tmp_path).iterdir())  # nothing downloaded
+
+
+def test_prepare_plans_squad_train_and_the_qa_test_sets_of_xquad_and_mlqa(tmp_path):
+    # offline, prepare lists what it would download, then says it cannot download it
+    result = run_script("-m", "xitt.prepare", "target=xquad,mlqa", "itt=none", env={"HF_HOME": str(tmp_path)})
+    assert result.returncode == 1 and "2 cells need:" in result.stdout
+    assert "HF_HUB_OFFLINE=1 is set, so nothing can be downloaded" in result.stderr
+    assert "PROBLEM" not in result.stderr  # both cells can run once the caches hold these
+    lines = result.stdout.splitlines()
+    assert "  data set rajpurkar/squad (plain_text): train" in lines
+    assert {"  data set google/xquad (xquad.de): validation", "  data set google/xtreme (MLQA.de.de): test"} <= set(lines)
+    assert not any("google/xquad" in line and "train" in line for line in lines)
+    assert not any(Path(tmp_path).iterdir())  # nothing downloaded
+    # local files: SQuAD's train file is checked where the train split's own section says
+    local = ["target=xquad", "itt=none", "target.source=local", f"target.path={tmp_path / 'xquad'}",
+             f"target.local.splits.train.path={tmp_path / 'squad'}", "target_lang.langs=[en,de]"]
+    missing = run_script("-m", "xitt.prepare", *local)
+    assert missing.returncode == 1
+    for path in (tmp_path / "squad/train-v1.1.json", tmp_path / "xquad/xquad.de.json"):
+        assert f"missing local file {path}" in missing.stderr
+    squad_file(tmp_path / "squad" / "train-v1.1.json", "squad", 3)
+    for lang in ("en", "de"):
+        squad_file(tmp_path / "xquad" / f"xquad.{lang}.json", "xquad", 3)
+    ready = run_script("-m", "xitt.prepare", *local)
+    assert ready.returncode == 0, ready.stderr
+    assert f"local file {tmp_path / 'squad/train-v1.1.json'}" in ready.stdout
 
 
 def test_prepare_reports_missing_local_files_and_cells_that_cannot_run(tmp_path):

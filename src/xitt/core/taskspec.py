@@ -83,6 +83,16 @@ def translate_train_section(task: Mapping[str, Any]) -> dict[str, Any]:
     return dict(declared[task["source"]])
 
 
+def split_source(task: Mapping[str, Any], split: str) -> dict[str, Any] | None:
+    """The source section of a split that is read from a data set of its own, where the
+    entry of `split` in the current source's `splits` is a mapping rather than the source's
+    name for the split (XQuAD and MLQA train on SQuAD v1.1: `hub.splits.train: {path:
+    rajpurkar/squad, ...}`); None for a split of the task's own data set."""
+    section = task.get(task.get("source")) or {}
+    entry = (section.get("splits") or {}).get(split)
+    return dict(entry) if isinstance(entry, Mapping) else None
+
+
 def carves_dev(task: Mapping[str, Any]) -> bool:
     """Whether the development split is held out of the training split: the task declares
     none (`dev_split: null`), or the one it declares is read for training or testing (a
@@ -113,12 +123,20 @@ def dev_ratio(task: Mapping[str, Any]) -> float:
 
 
 def split_note(task: Mapping[str, Any]) -> str | None:
-    """How the task's splits were made where one was carved from another (kept in every
-    result record); None when train and test are the source's own and the development split
-    is the task's own too."""
+    """How the task's splits were made where one was carved from another or is read from
+    another data set (kept in every result record); None when train and test are the
+    source's own and the development split is the task's own too."""
     notes = []
     grouping = (f"groups of rows with one {task['split_group']}" if task.get("split_group") else "rows")
     ratio = task.get("split_ratio")
+    read = [task.get("train_split"), task.get("test_split"), task.get("split_from") if ratio is not None else None]
+    for split in dict.fromkeys(filter(None, read)):
+        own = split_source(task, split)
+        if own is not None:
+            where = (f"{own.get('path')}{' (' + own['name'] + ')' if own.get('name') else ''}, split "
+                     f"{own.get('split', split)}" if task["source"] == "hub"
+                     else f"{own.get('pattern')} under {own.get('path') or task.get('path')}")
+            notes.append(f"{split} is read from {where}")
     if ratio is not None:
         ratio = float(ratio)
         notes.append(f"{task['train_split']} = {ratio:.0%} and {task['test_split']} = {1 - ratio:.0%} of the "

@@ -27,7 +27,7 @@ import numpy as np
 
 from xitt import XittError
 from xitt.core.taskspec import (DEV_SHUFFLE_SEED, HELD_OUT_DEV, SPLIT_SHUFFLE_SEED, TRANSLATE_TRAIN, carves_dev,
-                                check_language, dev_ratio, dev_split, translate_train_section,
+                                check_language, dev_ratio, dev_split, split_source, translate_train_section,
                                 translate_train_source_lang)
 from xitt.data import demo
 from xitt.data.f1_formats import read_conllu, read_panx_tsv, read_squad_json
@@ -110,13 +110,13 @@ class _Placeholders(dict):
     (the language's folder or config name, from the source section's `lang_names`, else
     the task's), {split}, {round}."""
 
-    def __init__(self, task: Mapping[str, Any], lang: str, **values: Any):
+    def __init__(self, task: Mapping[str, Any], lang: str, section: Mapping[str, Any], **values: Any):
         super().__init__(lang=lang, **values)
-        self.task = task
+        self.task, self.section = task, section
 
     def __missing__(self, key: str) -> str:
         if key == "lang_name":
-            names = _section(self.task).get("lang_names") or self.task.get("lang_names") or {}
+            names = self.section.get("lang_names") or self.task.get("lang_names") or {}
             if self["lang"] in names:
                 return names[self["lang"]]
             raise XittError(
@@ -141,8 +141,9 @@ def _carves(task: Mapping[str, Any], split: str) -> bool:
 
 
 def _source_split(task: Mapping[str, Any], lang: str, split: str) -> tuple[dict[str, Any], str | None]:
-    """The source section to read (with the task's translate-train declaration applied)
-    and the source's own name for the split."""
+    """The source section to read (with the task's translate-train declaration applied, or
+    the split's own section where it is read from a data set of its own) and the source's
+    own name for the split."""
     section = _section(task)
     if split == TRANSLATE_TRAIN:
         if lang == translate_train_source_lang(task):
@@ -155,10 +156,38 @@ def _source_split(task: Mapping[str, Any], lang: str, split: str) -> tuple[dict[
         raise XittError(
             f"Task '{task['name']}' ({task['source']} source) has no '{split}' split; it has: "
             f"{', '.join(splits) or 'none'}. Use one of them (`<group>.train_split=...`, "
-            f"`<group>.test_split=...`), or carve a train and a test split out of one with "
-            f"`<group>.split_ratio=0.7 <group>.split_from=<split>`."
+            f"`<group>.test_split=...`), carve a train and a test split out of one with "
+            f"`<group>.split_ratio=0.7 <group>.split_from=<split>`, or read it from another data "
+            f"set with `+<group>.{task['source']}.splits.{split}={{...}}` (docs/tasks.md)."
         )
-    return section, str(splits[split])
+    own = split_source(task, split)
+    if own is None:
+        return section, str(splits[split])
+    source_split = str(own.pop("split", split))
+    return _own_section(task, lang, split, own), source_split
+
+
+def _own_section(task: Mapping[str, Any], lang: str, split: str, own: dict[str, Any]) -> dict[str, Any]:
+    """The section of a split read from a data set of its own (its entry in `splits`: that
+    data set's section, complete, plus `split` and `languages`), for one language: refused
+    for a language the data set does not have (XQuAD trains on English SQuAD only). It
+    carries `declared_at`, where the config declares it, for messages."""
+    own["declared_at"] = f"{task['source']}.splits.{split}"
+    setting = f"<group>.{own['declared_at']}"
+    languages = own.pop("languages", None)
+    if languages is not None and lang not in languages:
+        raise XittError(
+            f"Task '{task['name']}' reads its {split} split from {own.get('path') or 'its own files'}, which "
+            f"has {', '.join(map(str, languages))} only, not '{lang}' (`{setting}.languages`). Train in one of "
+            f"those languages (`transfer=zero_shot` trains in English), or point `{setting}` at a data set "
+            f"that has '{lang}'."
+        )
+    if task["source"] == "hub" and not own.get("path"):
+        raise XittError(
+            f"Task '{task['name']}' reads its {split} split from a data set of its own, but `{setting}` names "
+            f"no `path` (the data set's hub id, e.g. rajpurkar/squad). Add `{setting}.path=<hub id>`."
+        )
+    return own
 
 
 def data_parts(task: Mapping[str, Any], lang: str, split: str) -> list[HubPart | FilePart]:
@@ -185,14 +214,14 @@ def _locate(task: Mapping[str, Any], lang: str, split: str) -> tuple[dict[str, A
                         f"set e.g. `itt.rounds=[1,2,3]`.")
     parts: list[HubPart | FilePart] = []
     for round_ in rounds:
-        values = _Placeholders(task, lang, round=round_)
+        values = _Placeholders(task, lang, section, round=round_)
         split_name = _fill(source_split, values)
         values["split"] = split_name
         if task["source"] == "hub":
             parts.append(HubPart(path=section["path"], name=_fill(section.get("name"), values), split=split_name,
                                  revision=section.get("revision"), data_dir=_fill(section.get("data_dir"), values)))
             continue
-        folder = task.get("path")
+        folder = section.get("path") or task.get("path")  # a split's own section may name its folder
         if not folder:
             raise XittError(
                 f"Task '{task['name']}' reads local files but has no `path`: set it to the folder "
@@ -254,12 +283,12 @@ def _source_rows(task: Mapping[str, Any], lang: str, split: str) -> datasets.Dat
         whole = datasets.Dataset.from_dict(demo.demo_rows(task["corpus"], lang, demo_split))
     else:
         section, parts = _locate(task, lang, split)
-        tables = [unify(_read_hub(task, part) if isinstance(part, HubPart) else _read_file(task, part),
+        tables = [unify(_read_hub(task, part) if isinstance(part, HubPart) else _read_file(task, part, section),
                         task, section, where=part.describe(), id_prefix=part.split or part.path.stem)
                   for part in parts]
         whole = tables[0] if len(tables) == 1 else datasets.concatenate_datasets(tables)
         if section.get("id_prefix"):  # one data set holds every language (TyDiQA on the hub): keep this one's
-            prefix = _fill(section["id_prefix"], _Placeholders(task, lang))
+            prefix = _fill(section["id_prefix"], _Placeholders(task, lang, section))
             whole = whole.filter(lambda row: row["id"].startswith(prefix))
     if not _carves(task, split):
         return whole
@@ -283,18 +312,21 @@ def _read_hub(task: Mapping[str, Any], part: HubPart) -> datasets.Dataset:
         ) from None
 
 
-def _read_file(task: Mapping[str, Any], part: FilePart) -> datasets.Dataset:
+def _read_file(task: Mapping[str, Any], part: FilePart, section: Mapping[str, Any]) -> datasets.Dataset:
     """A local file through the reader of its format; the rows of one split when a column
     names the split."""
     if not part.path.is_file():
         folder = part.path.parent
-        where = (f"the folder {folder} does not exist" if not folder.is_dir()
-                 else f"there is no file {part.path.name} in {folder}")
+        where = (f"there is no file {part.path.name} in {folder}" if folder.is_dir()
+                 else f"the folder {folder} does not exist")
+        declared_at = section.get("declared_at", "local")
+        folder_setting = (f"`<group>.{declared_at}.path=...`" if "declared_at" in section
+                          else "`target.path=...` or `itt.path=...`")
         raise XittError(
             f"Task '{task['name']}' cannot read its local data: {where}. It reads "
-            f"'{_section(task)['pattern']}' under its `path` ({task.get('path')}). Point `path` at the "
-            f"folder that holds these files (`target.path=...` or `itt.path=...`), or change the "
-            f"file-name pattern with `<group>.local.pattern=...`."
+            f"'{section['pattern']}' under {section.get('path') or task.get('path')}. Point {folder_setting} at "
+            f"the folder that holds these files, or change the file-name pattern with "
+            f"`<group>.{declared_at}.pattern=...`."
         )
     if part.file_format in EXAMPLE_READERS:
         return datasets.Dataset.from_list(EXAMPLE_READERS[part.file_format](part.path))
@@ -372,7 +404,7 @@ def _source_columns(raw: datasets.Dataset, task: Mapping[str, Any], section: Map
             f"Task '{task['name']}': {where} has no column "
             f"{', '.join(repr(mapping.get(field, field)) for field in absent)} (for the task's "
             f"{', '.join(absent)}); its columns are: {', '.join(raw.column_names)}. Map them in the "
-            f"task config's `{task['source']}.columns` ({{task field: source column}})."
+            f"task config's `{section.get('declared_at', task['source'])}.columns` ({{task field: source column}})."
         )
     return {field: mapping.get(field, field) for field in [*wanted, "id"]}
 
