@@ -19,6 +19,12 @@ question asked), and ``ci_low_test_set``/``ci_high_test_set`` over test examples
 trained models).  Gains and slopes also get the tests dual to them, ``p_value`` and
 ``p_value_test_set``, and a ``verdict``: whether the first interval lies above or below 0
 or includes it, or ``too_few_seeds`` where ``seed_level_claim`` is False (see ``stats``).
+Gains also say what the design could detect (``stats``, Power): ``mde``, the smallest true
+gain that the seed-level test detects with 80% power; ``seeds_for_2pt`` and
+``seeds_for_observed``, how many seeds would detect a gain of ``REFERENCE_GAIN`` F1 points
+and one of the observed size (inf: more than ``MAX_SEEDS``); and the two variances they are
+computed from, ``seed_variance`` and ``test_variance``, which ``xitt.plan --power-from``
+reads to plan another grid.
 
 Pooled rows ("scopes") are plain means over the languages that have the quantity:
 resource level and script groups come from ``languages``, and "overall" is all languages.
@@ -58,6 +64,9 @@ SCOPES: dict[str, Callable[[str], str]] = {
 }
 # Recomputed and recorded F1 differing by more than this means the two definitions differ.
 F1_MISMATCH_TOLERANCE = 0.05
+# F1 points: a gain of the size X-STILTs reports for ITT on most tasks (1-3 points), for
+# which every gain states how many seeds would detect it (``seeds_for_2pt``).
+REFERENCE_GAIN = 2.0
 
 Key = tuple  # values of CELL_KEYS (+ lang)
 
@@ -65,8 +74,9 @@ Key = tuple  # values of CELL_KEYS (+ lang)
 _POOLED = ["scope", "group", "ci_low", "ci_high", "ci_low_test_set", "ci_high_test_set",
            "seed_level_claim", "n_languages", "status"]
 _TESTS = ["p_value", "verdict", "p_value_test_set"]
+POWER_COLUMNS = ["mde", "seeds_for_2pt", "seeds_for_observed", "seed_variance", "test_variance"]
 SCORE_COLUMNS = [*CELL_KEYS, "f1", *_POOLED]
-GAIN_COLUMNS = [*CELL_KEYS, "gain", *_TESTS, *_POOLED]
+GAIN_COLUMNS = [*CELL_KEYS, "gain", *_TESTS, *POWER_COLUMNS, *_POOLED]
 TREND_COLUMNS = [*SETTING_KEYS, "itt", "sizes", "slope_per_decade", *_TESTS, *_POOLED]
 
 
@@ -350,9 +360,19 @@ def _interval_columns(estimate: Estimate, level: float, value_name: str) -> dict
     if value_name in ("gain", "slope_per_decade"):
         columns.update(p_value=estimate.p_value(), verdict=estimate.verdict(level),
                        p_value_test_set=estimate.p_value_test_set())
+    if value_name == "gain":
+        columns.update(_power_columns(estimate, level))
     return {**columns, "n_seeds": estimate.n_seeds, "seeds": _seed_list(estimate.per_seed),
             "seed_noise": estimate.seed_noise_known,
             "examples_resampled": estimate.examples_resampled}
+
+
+def _power_columns(estimate: Estimate, level: float) -> dict:
+    """What the design detects with ``stats.POWER`` (nan where the seed noise is unknown)."""
+    return {"mde": estimate.minimum_detectable_effect(level),
+            "seeds_for_2pt": estimate.seeds_to_detect(REFERENCE_GAIN, level),
+            "seeds_for_observed": estimate.seeds_to_detect(estimate.value, level),
+            "seed_variance": estimate.seed_noise()[0], "test_variance": estimate.test_variance}
 
 
 def _seed_list(seeds: Iterable[int]) -> str:

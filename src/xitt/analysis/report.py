@@ -14,6 +14,7 @@ Paths in the report are relative to its folder: it names none of its machine's f
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -22,10 +23,10 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .gains import OK, Analysis, analyse
+from .gains import OK, POWER_COLUMNS, REFERENCE_GAIN, Analysis, analyse
 from .plots import plot_f1_vs_size, plot_gain_by_group, plot_gain_heatmap, plot_gain_vs_size
 from .records import NO_ITT, SETTING_KEYS, load_results
-from .stats import ABOVE_ZERO, BELOW_ZERO, MIN_SEEDS_FOR_CLAIM
+from .stats import ABOVE_ZERO, BELOW_ZERO, MAX_SEEDS, MIN_SEEDS_FOR_CLAIM, POWER
 from .tables import (MARKS_TEXT, TEST_SET_ONLY, format_estimate, format_p_value, format_params,
                      interval_matrix, to_latex, to_markdown, trend_table)
 
@@ -111,9 +112,10 @@ def setting_title(setting: dict) -> str:
 
 def answers(analysis: Analysis) -> list[dict]:
     """Per setting and intermediate task: the gain per size over all languages and its
-    slope per decade of parameters, each with intervals, tests and verdict, and the
-    sentence that says them (``"gains"``: one dict per size; ``"slope"``: a dict, or None
-    with fewer than two sizes)."""
+    slope per decade of parameters, each with intervals, tests and verdict, what the
+    design detects (gains' ``POWER_COLUMNS``), and the sentence that says them
+    (``"gains"``: one dict per size; ``"slope"``: a dict, or None with fewer than two
+    sizes; ``"level"``: the intervals' confidence level)."""
     gains = analysis.gains
     overall_gains = gains[(gains["scope"] == "overall") & (gains["status"] == OK)]
     trends = analysis.trends
@@ -124,10 +126,11 @@ def answers(analysis: Analysis) -> list[dict]:
             trend = overall_trends
             for key, value in {**setting, "itt": itt}.items():
                 trend = trend[trend[key] == value]
-            answer = {**setting, "itt": itt,
+            answer = {**setting, "itt": itt, "level": analysis.level,
                       "n_languages": int(itt_rows["n_languages"].max()),
                       "gains": itt_rows.sort_values("params")[
-                          ["size", "params", "gain", *_ESTIMATE_COLUMNS]].to_dict("records"),
+                          ["size", "params", "gain", *_ESTIMATE_COLUMNS, *POWER_COLUMNS]
+                      ].to_dict("records"),
                       "slope": (trend[["slope_per_decade", "sizes", *_ESTIMATE_COLUMNS]]
                                 .to_dict("records")[0] if len(trend) else None)}
             answer["sentence"] = answer_sentence(answer)
@@ -138,10 +141,12 @@ def answers(analysis: Analysis) -> list[dict]:
 def answer_sentence(answer: dict) -> str:
     """'ITT with mnli changes xnli F1 (...) by +1.2 [0.3, 2.1] at base (278M params;
     distinguishable from 0, p = 0.012) and ...; per tenfold parameters the gain changes by
-    -0.4 [-1.6, 0.8] F1 points (not distinguishable from 0, p = 0.48).'"""
+    -0.4 [-1.6, 0.8] F1 points (not distinguishable from 0, p = 0.48). With 80% power at a
+    two-sided 0.05, this design (3 seeds) detects gains of 6.1 F1 or more at base; 9 seeds
+    would detect a gain of 2, and 14 the observed gain.'"""
     at_sizes = [f"{format_estimate(g, 'gain')} at {g['size']} ({format_params(g['params'])} "
                 f"params{_verdict_text(g, '; ')})" for g in answer["gains"]]
-    by = at_sizes[0] if len(at_sizes) == 1 else ", ".join(at_sizes[:-1]) + " and " + at_sizes[-1]
+    by = _listing(at_sizes)
     languages = answer["n_languages"]
     over = f"mean over {languages} languages" if languages > 1 else "one language"
     sentence = (f"ITT with {answer['itt']} changes {answer['target']} F1 "
@@ -160,7 +165,45 @@ def answer_sentence(answer: dict) -> str:
         sentence += (f" {TEST_SET_ONLY} With {fewest} seed{'s' if fewest != 1 else ''} no "
                      f"seed-level claim can be made ({MIN_SEEDS_FOR_CLAIM} or more are needed): "
                      "these intervals cover the test examples only, for these trained models.")
-    return sentence
+    return sentence + _power_text(answer["gains"], answer["level"])
+
+
+def _power_text(gains: list[dict], level: float) -> str:
+    """' With 80% power at a two-sided 0.05, this design (3 seeds) detects gains of 6.1 and
+    4.2 F1 or more at s and m; 9 and 5 seeds would detect a gain of 2, and 14 and more than
+    100 the observed gains.'  Without a seed-level claim only the seeds needed are said
+    (from the spread of the seeds there are); nothing with a single seed."""
+    if any(math.isnan(g["seeds_for_2pt"]) for g in gains):
+        return ""
+    power = f"{POWER:.0%} power at a two-sided {1 - level:.2g}"
+    sizes = _listing([g["size"] for g in gains])
+    for_reference = f"{_listing([_seeds_text(g['seeds_for_2pt']) for g in gains])} seeds"
+    for_observed = (f"{_listing([_seeds_text(g['seeds_for_observed']) for g in gains])} the "
+                    f"observed gain{'s' if len(gains) > 1 else ''}")
+    if not all(g["seed_level_claim"] for g in gains):
+        return (f" From the spread of these seeds, {for_reference} would detect a gain of "
+                f"{REFERENCE_GAIN:g} with {power} at {sizes}, and {for_observed}.")
+    counts = [f"{g['n_seeds']:.0f}" for g in gains]
+    seeds = counts[0] if len(set(counts)) == 1 else _listing(counts)
+    mdes = _listing([format_mde(g["mde"]) for g in gains])
+    return (f" With {power}, this design ({seeds} seeds) detects gains of {mdes} F1 or more at "
+            f"{sizes}; {for_reference} would detect a gain of {REFERENCE_GAIN:g}, and "
+            f"{for_observed}.")
+
+
+def format_mde(mde: float) -> str:
+    """A minimum detectable effect to one decimal, rounded up: the gain said is one that the
+    design detects (rounded to nearest, 2.04 would read 2.0 beside '7 seeds detect 2')."""
+    return f"{math.ceil(round(mde * 10, 6)) / 10:.1f}"
+
+
+def _seeds_text(seeds: float) -> str:
+    return f"more than {MAX_SEEDS}" if math.isinf(seeds) else f"{seeds:.0f}"
+
+
+def _listing(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _verdict_text(estimate: dict, before: str, after: str = "") -> str:
@@ -388,7 +431,14 @@ def _method_text(analysis: Analysis) -> str:
         "trained models. gains.csv keeps every number: `ci_low`, `ci_high` and `p_value` "
         "over seeds and test examples (wherever two seeds allow them), `verdict` (whether "
         "they support a claim and where 0 lies), and `ci_low_test_set`, `ci_high_test_set` "
-        "and `p_value_test_set`, the paired bootstrap test on the test examples. Where "
+        "and `p_value_test_set`, the paired bootstrap test on the test examples. Power: "
+        f"`mde` is the smallest true gain that the seed-level test detects with {POWER:.0%} "
+        "power, from the same interval (the chance that the estimate leaves it, over the "
+        "spread of the estimate and of its seed variance); `seeds_for_2pt` and "
+        f"`seeds_for_observed` are the seeds that would detect a gain of {REFERENCE_GAIN:g} "
+        "and one of the observed size, with the seed variance scaled as 1/seeds and the "
+        "test-set part as measured (`seed_variance`, `test_variance`; inf: more than "
+        f"{MAX_SEEDS}, or none, as more seeds do not shrink the test-set part). Where "
         "seeds do not line up, the seed noise of independent models is added (Welch-"
         "Satterthwaite). Trends are least-squares slopes of the gain on log10(parameters), "
         "in F1 points per tenfold increase, with the same intervals and tests; group and "
