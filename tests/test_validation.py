@@ -169,8 +169,6 @@ def test_the_copied_lightning_lists_match_lightning():
     from pytorch_lightning.accelerators import AcceleratorRegistry
     from pytorch_lightning.strategies import StrategyRegistry
 
-    from xitt.stages.pipeline import XITT_TRAINER_KEYS
-
     arguments = {name: parameter.default for name, parameter in inspect.signature(pl.Trainer).parameters.items()}
     assert set(validate.TRAINER_ARGUMENTS) == set(arguments)
     assert all(arguments[name] is None for name in validate.NULLABLE if name in arguments)
@@ -178,7 +176,6 @@ def test_the_copied_lightning_lists_match_lightning():
     assert set(validate.STRATEGIES) == {"auto", *StrategyRegistry.available_strategies()}
     assert set(validate.ACCELERATORS) == {"auto", "gpu", *AcceleratorRegistry.available_accelerators()}
     assert validate.SEED_RANGE == (min_seed_value, max_seed_value)
-    assert set(validate.XITT_TRAINER_RULES) == set(XITT_TRAINER_KEYS)
 
 
 def test_equal_and_shorthand_spellings_give_one_cell():

@@ -36,6 +36,7 @@ from xitt.core.records import (OTHER_SCORES, PREDICTIONS_SUFFIX, Record, cell_re
                                read_records, record_path)
 from xitt.core.store import META_FILE, ArtifactStore, library_versions, write_json_atomic
 from xitt.core.taskspec import split_note
+from xitt.core.validate import XITT_TRAINER_RULES
 from xitt.data.datamodule import TaskDataModule
 from xitt.data.tasks import load_split, missing_data_assets, task_type
 from xitt.data.tokenizer import load_tokenizer
@@ -52,9 +53,6 @@ log = logging.getLogger(__name__)
 HEAD_FILE = "head.safetensors"
 # The config group whose `hparams` a training stage trains with (few-shot: the transfer's).
 HPARAMS_GROUP = {"itt": "itt", "target": "target", "few_shot": "transfer"}
-# Keys of the `trainer` config that xitt reads itself; all others are pl.Trainer arguments.
-XITT_TRAINER_KEYS = ("activation_checkpointing", "checkpoint_every_n_epochs", "checkpoint_min_interval_s",
-                     "compile", "gpu_memory_gb")
 DEFAULT_LOCK_TIMEOUT_S = 6 * 3600
 
 
@@ -393,15 +391,8 @@ def build_trainer(trainer_cfg: DictConfig, **overrides: Any) -> pl.Trainer:
 
     cfg = trainer_cfg.copy()
     with open_dict(cfg):
-        for key in XITT_TRAINER_KEYS:
+        for key in XITT_TRAINER_RULES:  # the keys xitt reads itself: not Trainer arguments
             cfg.pop(key, None)
-    precision, accelerator = str(cfg.get("precision")), str(cfg.get("accelerator"))
-    if accelerator == "cpu" and precision in ("16", "16-mixed"):
-        raise XittError(
-            f"`trainer.precision={precision}` (float16 mixed precision) needs a GPU; on CPU Lightning "
-            f"would silently train in bfloat16 instead, under a key that says float16. Use "
-            f"`trainer.precision=bf16-mixed` (or 32-true) on CPU, or `trainer=gpu` on a GPU machine."
-        )
     if SLURMEnvironment.detect() and "plugins" not in overrides:
         overrides["plugins"] = [SLURMEnvironment(auto_requeue=False)]
     # The DataModule splits batches over the ranks itself (see TaskDataModule). Lightning's
