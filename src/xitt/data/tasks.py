@@ -434,19 +434,22 @@ def _unify_tagging(raw: datasets.Dataset, task: Mapping[str, Any], section: Mapp
 
 def _unify_qa(raw: datasets.Dataset, task: Mapping[str, Any], section: Mapping[str, Any], where: str,
               id_prefix: str) -> datasets.Dataset:
-    """Questions with their context and gold answers (SQuAD's columns)."""
-    columns = _source_columns(raw, task, section, ["question", "context", "answers"], where)
+    """Questions with their context and gold answers (SQuAD's columns), and the column the
+    task is carved by (`split_group`, e.g. XQuAD's article `title`) when it is another one."""
+    unified_columns = ["id", "question", "context", "answers"]
+    group = [task["split_group"]] if task.get("split_group") not in (None, *unified_columns) else []
+    columns = _source_columns(raw, task, section, ["question", "context", "answers", *group], where)
     has_id = columns["id"] in raw.column_names
 
     def unify(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         return {"id": ([str(value) for value in batch[columns["id"]]] if has_id
                        else [f"{id_prefix}-{index:07d}" for index in indices]),
-                **{field: batch[columns[field]] for field in ("question", "context")},
+                **{field: batch[columns[field]] for field in ("question", "context", *group)},
                 "answers": [{"text": list(a["text"]), "answer_start": [int(s) for s in a["answer_start"]]}
                             for a in batch[columns["answers"]]]}
 
     unified = raw.map(unify, batched=True, with_indices=True, remove_columns=raw.column_names, desc=None)
-    return unified.select_columns(["id", "question", "context", "answers"])
+    return unified.select_columns([*unified_columns, *group])
 
 
 # -- carving and sampling ----------------------------------------------------------------
