@@ -25,7 +25,7 @@ E5 = SHARED / "models" / "multilingual-e5-small"
 SENTIMENT = SHARED / "data" / "multilingual_sentiment"
 
 # Offline, quiet W&B, and no sweep name inherited from a calling grid. Thread settings are
-# deliberately left as a user gets them (only OMP_WAIT_POLICY / OMP_NUM_THREADS that the
+# deliberately left as a user gets them (only OMP_NUM_THREADS / GOMP_SPINCOUNT that the
 # project itself sets), since the concurrency row measures exactly that default.
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline",
        "WANDB_SILENT": "true", "PYTHONPATH": str(BENCH_DIR)}
