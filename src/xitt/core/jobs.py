@@ -1,5 +1,7 @@
 """What kind of job this process runs: one answer each, read by every layer above."""
 
+import functools
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -84,8 +86,9 @@ PRECISION_MEASUREMENTS = "precision-speed.json"
 HINT_MIN_SPEEDUP = 1.1
 
 
-def _cpuinfo() -> tuple[str, set[str]]:
-    """The CPU's model name and flags, read without starting torch."""
+@functools.cache
+def _cpuinfo() -> tuple[str, frozenset[str]]:
+    """The CPU's model name and flags, read once, without starting torch."""
     model, flags = "unknown CPU", set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
@@ -98,7 +101,7 @@ def _cpuinfo() -> tuple[str, set[str]]:
                     model = value.strip()
     except OSError:
         pass
-    return model, flags
+    return model, frozenset(flags)
 
 
 def cpu_model() -> str:
@@ -118,8 +121,6 @@ def measurements_path() -> str:
 def measured_precision_speeds() -> dict[str, Any] | None:
     """What `make bench` measured on this CPU model: examples/s per precision, the workload
     and the date; None when it has not run here."""
-    import json
-
     try:
         with open(measurements_path(), encoding="utf-8") as file:
             return json.load(file).get(cpu_model())

@@ -57,13 +57,15 @@ def _wide_encoding(data: bytes) -> tuple[str, str] | None:
     return "binary (it holds NUL bytes, which no text file has)", ""
 
 
-def decode_text(path: Path, data: bytes) -> str:
-    """A data file's bytes as text. Data files are UTF-8, with or without the byte-order
+def read_text(path: Path) -> str:
+    """A data file's text. Data files are UTF-8, with or without the byte-order
     mark that spreadsheet programs write (dropped here, so that a header reads `text`, not
     `\\ufefftext`). Anything else is refused naming what the file appears to be: UTF-16 or
     UTF-32 (a byte-order mark, NUL-byte patterns), or, for bytes that are not UTF-8,
     Latin-1 / cp1252 with the line read that way and the `iconv` command that converts it
     (or, when earlier lines are UTF-8 beyond ASCII, a file of mixed encodings)."""
+    path = Path(path)
+    data = path.read_bytes()
     wide = _wide_encoding(data)
     if wide is not None:
         words, name = wide
@@ -88,11 +90,6 @@ def decode_text(path: Path, data: bytes) -> str:
                         f"reads {line[:80]!r}. Data files are read as UTF-8: convert it with "
                         f"{_convert(path, 'CP1252')} (if the line reads wrong, `file -i` may name the "
                         f"encoding).") from None
-
-
-def read_text(path: Path) -> str:
-    """A data file's text (see `decode_text`)."""
-    return decode_text(Path(path), Path(path).read_bytes())
 
 
 def _numbered_rows(path: Path, reader: Any) -> list[tuple[int, list[str]]]:
