@@ -124,7 +124,7 @@ def stage_plain(overrides: list[str], trainer: bool = False) -> dict:
     runner, stage, module, dataset, collate = plain_inputs(overrides)
     train = train_with_trainer if trainer else train_plain
     train(dataset=dataset, collate=collate, module=module, hparams=stage.hparams,
-          bf16=runner.cell.precision.startswith("bf16"), seed=runner.cell.seed, step_times=[])
+          bf16=runner.cell.training["precision"].startswith("bf16"), seed=runner.cell.seed, step_times=[])
     out = Path(runner.cfg.paths.root) / "plain"
     out.mkdir(parents=True, exist_ok=True)
     save_file({name: tensor.contiguous() for name, tensor in module.state_dict().items()}, str(out / "model.safetensors"))

@@ -49,12 +49,16 @@ def test_default_cell_runs_offline_and_prints_per_language_f1(tmp_path):
     assert (itt_folder / "model.safetensors").is_file() and (itt_folder / "meta.json").is_file()
 
 
-def test_job_folders_name_a_precision_other_than_the_default():
+def test_job_folders_name_the_weight_shaping_trainer_settings_other_than_the_default():
     from xitt.core.naming import job_dirname
 
-    assert job_dirname("itt=none", "32-true") == "itt=none"
-    assert job_dirname("itt=none", "bf16-mixed") == "itt=none,precision=bf16-mixed"
-    assert job_dirname("itt=none,trainer.precision=bf16-mixed", "bf16-mixed") == "itt=none,trainer.precision=bf16-mixed"
+    cpu = dict(compose().trainer)
+    assert job_dirname("itt=none", cpu) == "itt=none"
+    assert job_dirname("itt=none", {**cpu, "precision": "bf16-mixed"}) == "itt=none,precision=bf16-mixed"
+    assert job_dirname("itt=none,trainer.precision=bf16-mixed", {**cpu, "precision": "bf16-mixed"}) == \
+        "itt=none,trainer.precision=bf16-mixed"
+    # an experiment's clipping, or the progress bar: only what shapes the weights names a folder
+    assert job_dirname("", {**cpu, "gradient_clip_val": 0.5, "enable_progress_bar": False}) == "gradient_clip_val=0.5"
 
 
 def test_the_cpu_precision_and_keys_do_not_depend_on_the_machine(tmp_path, monkeypatch):

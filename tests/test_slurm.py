@@ -136,7 +136,8 @@ def test_sweep_jobs_log_wandb_runs_under_their_sweep_folder(tmp_path):
     from xitt.stages.loggers import stage_logger
 
     cfg = compose("logger=wandb", f"paths.root={tmp_path}")
-    kwargs = dict(cell_name="cell", stage="itt", group="the-sweep", tags=["size=s"], config={})
+    kwargs = dict(cell_name="cell", stage="itt", group="the-sweep", tags=["size=s"], config={}, folder="cell-0123abcd",
+                  version="itt-4567ef01")
     single = stage_logger(cfg.logger, **kwargs)
     assert Path(single.save_dir) == tmp_path / "wandb"
 

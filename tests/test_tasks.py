@@ -18,7 +18,8 @@ from conftest import compose, run_script
 from xitt import XittError
 from xitt.data.readers import read_csv, read_jsonl, read_tsv
 from xitt.core.taskspec import HELD_OUT_DEV, split_note
-from xitt.data.tasks import data_parts, load_split
+from xitt.core.sources import data_parts
+from xitt.data.tasks import load_split
 from xitt.grid_expand import expand_grid
 from xitt.core.cell import Cell
 
@@ -491,7 +492,7 @@ def test_prepare_fetches_only_config_tokenizer_and_safetensors_files_and_every_s
     from types import SimpleNamespace
 
     from xitt import prepare
-    from xitt.data.tasks import HubPart
+    from xitt.core.sources import HubPart
 
     repos = {"with-safetensors": ["config.json", "model.safetensors", "pytorch_model.bin", "tf_model.h5",
                                   "sentencepiece.bpe.model", "tokenizer.json", "onnx/config.json", "README.md"],

@@ -8,7 +8,7 @@ runs on compute nodes without it (`HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1`).
 The overrides are those of the sweep, read exactly as `python train.py -m` reads them
 (`xitt.grid_expand`: comma lists, `hydra.sweeper.params` of experiment configs), and each
 cell's needs are the ones its run checks before training (`Cell.data_needs`,
-`xitt.data.tasks.data_parts`), so prepare fetches what the run will look for. Models are
+`xitt.core.sources.data_parts`), so prepare fetches what the run will look for. Models are
 fetched with only their config, tokenizer and safetensors weights; data sets are loaded
 split by split with `datasets.load_dataset`, which downloads and prepares them in the cache.
 Local files and folders are not downloaded, only checked.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from xitt import XittError
 from xitt.core.cell import Cell, is_local_path
-from xitt.data.tasks import FilePart, HubPart, data_parts
+from xitt.core.sources import FilePart, HubPart, data_parts
 from xitt.grid_expand import expand_grid
 
 # Files of a model repository that loading an encoder and its tokenizer reads; weights

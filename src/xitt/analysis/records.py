@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from xitt import XittError
+from xitt.core.keys import training_label
 from xitt.core.records import PREDICTIONS_SUFFIX, Record
 from xitt.metrics.degenerate import degenerate_predictions
 from xitt.metrics.qa import qa_example_scores
@@ -53,8 +54,9 @@ _NUMBER_FIELDS = Record.NUMBERS
 # of gain against size; a *cell* adds the size and the intermediate task; a *run* is one
 # trained model evaluated on one language.
 # Model selection (best / last epoch) is part of a setting: the same cells selected two ways
-# are two curves, not one cell evaluated twice.
-SETTING_KEYS = ("model", "target", "transfer", "freezing", "train_lang", "selection")
+# are two curves, not one cell evaluated twice; so are the trainer settings that shaped the
+# models (`training`: `precision=bf16-mixed`, ...), so models trained two ways are never mixed.
+SETTING_KEYS = ("model", "target", "transfer", "freezing", "train_lang", "selection", "training")
 CELL_KEYS = (*SETTING_KEYS, "size", "params", "itt")
 RUN_KEYS = (*CELL_KEYS, "lang", "seed")
 WARNINGS_SEPARATOR = "; "
@@ -301,6 +303,9 @@ def _read_row_or_note(path: Path, problems: list[str]) -> dict | None:
 def _record_row(path: Path, record: dict) -> dict:
     """The record's fields as one table row: numbers as numbers, everything else as text."""
     row = {}
+    if "training" not in record and isinstance((record.get("config") or {}).get("trainer"), dict):
+        # a record written before the field: its resolved config says how it was trained
+        record = {**record, "training": training_label(record["config"]["trainer"])}
     for name in (*REQUIRED_FIELDS, *OPTIONAL_FIELDS):
         value = record.get(name)
         if value is None:

@@ -107,7 +107,8 @@ def setting_title(setting: dict) -> str:
              f"freezing {setting['freezing']}")
     title += f", trained on {setting['train_lang']}" if setting["train_lang"] else ""
     selection = {"best": ", best epoch on the development set", "last": ", last epoch"}
-    return title + selection.get(setting.get("selection") or "", "")
+    title += selection.get(setting.get("selection") or "", "")
+    return title + (f", trained with {setting['training']}" if setting.get("training") else "")
 
 
 def answers(analysis: Analysis) -> list[dict]:

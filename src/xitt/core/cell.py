@@ -1,9 +1,18 @@
 """A cell of the grid: the resolved axes of one job, and its stages as one list.
 
-    itt key    = hash(model, size, itt task + hparams, freezing during ITT, selection, seed)
+    itt key    = hash(model, size, itt task + hparams, training language, the content of the
+                      local files it reads, freezing during ITT, selection, trainer settings
+                      that shape weights, seed)
     target key = hash(itt key or pretrained model, target task + hparams, transfer mode,
-                      training language(s), freezing, selection, seed)
-    result key = hash(target key, evaluation language, evaluation settings)
+                      training language(s), the content of the local files it reads,
+                      freezing, selection, trainer settings that shape weights, seed)
+    result key = hash(target key, evaluation language, the content of its test files,
+                      evaluation settings)
+
+Which setting goes into which key is declared once, in `xitt.core.keys`: a setting that
+cannot change a model (the languages a zero-shot model is scored in, the progress bar) is
+in none of its keys. A local checkpoint or data file is keyed by its content as well as its
+path (`xitt.core.fingerprints`), so one edited in place is trained on again.
 
 Transfer modes decide what the target model evaluated on a language is trained on:
 zero_shot (one English model for all languages), target_finetune and translate_train (one
@@ -15,20 +24,22 @@ with the zero-shot cells and every k).
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError
 
 from xitt import XittError
-from xitt.core.keys import content_key
+from xitt.core.fingerprints import file_fingerprint, folder_fingerprint
+from xitt.core.keys import (content_key, evaluation_settings, same_by_design_settings, task_key_view,
+                             training_settings)
+from xitt.core.sources import FilePart, data_parts
 from xitt.core.taskspec import (dev_split, resolve_task, translate_train_section, with_translated_training,
                                 without_held_out_dev)
 from xitt.core.validate import check_cell, typed
 
 TRANSFER_MODES = ("zero_shot", "target_finetune", "translate_train", "few_shot")
-# Settings that change how fast a stage runs but not what it learns stay out of the keys.
-NOT_IN_KEYS = ("eval_batch_size",)
 
 
 def is_local_path(name_or_path: str) -> bool:
@@ -69,8 +80,22 @@ def _plain(node: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(node, resolve=True)
 
 
-def _key_view(task: dict[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in task.items() if name not in NOT_IN_KEYS}
+def split_fingerprints(task: dict[str, Any], reads: list[tuple[str, str]]) -> dict[str, list[str | None]]:
+    """What each local file of the given (language, split)s of a task holds; {} for hub and
+    demo data (a hub data set is named by its id, configuration and revision)."""
+    if task.get("source") != "local":
+        return {}
+    return {f"{lang}/{split}": [file_fingerprint(part.path) for part in data_parts(task, lang, split)
+                                if isinstance(part, FilePart)] for lang, split in reads}
+
+
+def reads_fingerprint(task: dict[str, Any], train_langs, dev_langs, selection: dict[str, Any]) -> dict[str, Any]:
+    """The local files a training stage reads: its training split in `train_langs` and, when it
+    validates, the development split in `dev_langs`."""
+    reads = [(lang, task["train_split"]) for lang in train_langs]
+    if int(selection["every_n_epochs"]) > 0:
+        reads += [(lang, dev_split(task)) for lang in dev_langs]
+    return split_fingerprints(task, reads)
 
 
 @dataclass(frozen=True)
@@ -124,7 +149,7 @@ class Cell:
     freezing: dict[str, Any]
     seed: int
     eval_langs: list[str]
-    precision: str
+    trainer: dict[str, Any]  # the `trainer` group, resolved (see `training` and `run_settings`)
     selection: dict[str, Any]  # the `selection` config: itt, target (best|last), every_n_epochs, patience
     config: dict[str, Any] = field(repr=False)
 
@@ -157,7 +182,7 @@ class Cell:
                 f"are: {', '.join(list(target['languages']))}; choose with `target_lang.langs=[...]` or `target_lang=all`."
             )
         return cls(model=model, itt=itt, target=target, transfer=transfer, freezing=_plain(cfg.freezing),
-                   seed=int(cfg.seed), eval_langs=eval_langs, precision=str(cfg.trainer.precision),
+                   seed=int(cfg.seed), eval_langs=eval_langs, trainer=_plain(cfg.trainer),
                    config=OmegaConf.to_container(cfg, resolve=True), selection=_plain(cfg.selection))
 
     @property
@@ -182,13 +207,40 @@ class Cell:
         target language: selecting on its data would no longer be zero-shot)."""
         return () if self.transfer["mode"] == "target_finetune" else (self.transfer["train_lang"],)
 
+    @cached_property
+    def training(self) -> dict[str, Any]:
+        """The trainer settings that shape every training stage's weights (`xitt.core.keys`)."""
+        return training_settings(self.trainer)
+
+    @cached_property
+    def run_settings(self) -> dict[str, Any]:
+        """The settings that give the same model by design (devices, strategy, ...): recorded."""
+        return same_by_design_settings(self.trainer)
+
+    @cached_property
+    def model_key_view(self) -> dict[str, Any]:
+        """The model as it enters the keys: its settings, and for a checkpoint in a local
+        folder what each of its files holds (an edited checkpoint is another model)."""
+        path = str(self.model.get("name_or_path") or "")
+        if self.model.get("source") == "scratch" or not path or not os.path.isdir(path):
+            return self.model
+        return {**self.model, "files": folder_fingerprint(path)}
+
+    @property
+    def itt_langs(self) -> tuple[str, ...]:
+        """The ITT task's training language: its first (English for every shipped task)."""
+        return tuple(self.itt["languages"][:1]) if self.itt else ()
+
     @property
     def itt_key(self) -> str | None:
         if self.itt is None:
             return None
-        return content_key({"stage": "itt", "model": self.model, "task": _key_view(self.itt),
-                            "freezing": self.freezing_for("itt"), "selection": self.selection_for("itt"),
-                            "seed": self.seed, "precision": self.precision})
+        selection = self.selection_for("itt")
+        return content_key({"stage": "itt", "model": self.model_key_view, "task": task_key_view(self.itt),
+                            "train_langs": list(self.itt_langs),
+                            "data": reads_fingerprint(self.itt, self.itt_langs, self.itt_langs, selection),
+                            "freezing": self.freezing_for("itt"), "selection": selection,
+                            "seed": self.seed, "training": self.training})
 
     def train_langs_for(self, lang: str) -> list[str]:
         """The language(s) the target model that is evaluated on `lang` is trained on."""
@@ -205,8 +257,13 @@ class Cell:
     @property
     def english_target_key(self) -> str:
         """The English (zero-shot) target model that few-shot models start from."""
-        return self._target_key(self.itt_key or {"pretrained": self.model, "seed": self.seed},
-                                self.target, self.english_transfer, [self.transfer["train_lang"]])
+        return self._target_key(self.pretrained_start, self.target, self.english_transfer,
+                                [self.transfer["train_lang"]])
+
+    @property
+    def pretrained_start(self) -> str | dict[str, Any]:
+        """What a target model starts from: the ITT model's key, or the pretrained model."""
+        return self.itt_key or {"pretrained": self.model_key_view, "seed": self.seed}
 
     @property
     def target_training_task(self) -> dict[str, Any]:
@@ -231,7 +288,7 @@ class Cell:
         target_freezing = self.freezing_for("target")
         stages, start = [], None
         if self.itt:
-            itt_langs = tuple(self.itt["languages"][:1])
+            itt_langs = self.itt_langs
             stages.append(Stage("itt", "itt", self.itt_key, None, self.itt, itt_langs, self.freezing_for("itt"),
                                 selection=self.selection_for("itt"), dev_langs=itt_langs))
             start = ("itt", self.itt_key)
@@ -262,27 +319,35 @@ class Cell:
         return list(unique.values())
 
     def target_key(self, train_langs: list[str]) -> str:
-        if self.transfer["mode"] == "few_shot":
-            start = self.english_target_key
-        else:
-            start = self.itt_key or {"pretrained": self.model, "seed": self.seed}
+        start = self.english_target_key if self.transfer["mode"] == "few_shot" else self.pretrained_start
         return self._target_key(start, self.target_training_task, self.transfer, train_langs)
 
     def _target_key(self, start: Any, task: dict[str, Any], transfer: dict[str, Any], train_langs: list[str]) -> str:
-        return content_key({"stage": "target", "start": start, "task": _key_view(task),
+        selection = self.selection_for("target")
+        dev_langs = self.dev_langs or tuple(train_langs)
+        return content_key({"stage": "target", "start": start, "task": task_key_view(task),
                             "transfer": transfer, "train_langs": train_langs,
-                            "freezing": self.freezing_for("target"), "selection": self.selection_for("target"),
-                            "seed": self.seed, "precision": self.precision})
+                            "data": reads_fingerprint(task, train_langs, dev_langs, selection),
+                            "freezing": self.freezing_for("target"), "selection": selection,
+                            "seed": self.seed, "training": self.training})
 
     def result_key(self, target_key: str, lang: str) -> str:
+        """What a record scores: the target model, the language and its test files, and the
+        evaluation settings (`xitt.core.keys.evaluation_settings`)."""
+        test = self.target["test_split"]
         return content_key({"stage": "evaluate", "target": target_key, "lang": lang,
-                            "split": self.target["test_split"], "max_length": self.target["hparams"]["max_length"]})
+                            "data": split_fingerprints(self.target, [(lang, test)]),
+                            "evaluation": evaluation_settings(self.trainer, self.target)})
 
     @property
     def cell_key(self) -> str:
-        return content_key({"cell": self.model, "itt": self.itt, "target": _key_view(self.target),
-                            "transfer": self.transfer, "freezing": self.freezing, "selection": self.selection,
-                            "seed": self.seed, "precision": self.precision})
+        """The cell's identity, which names its records' folder: every setting that shapes its
+        models (the trainer's included: records of two gradient clippings never share a
+        folder), none of the languages it is scored in."""
+        return content_key({"cell": self.model, "itt": self.itt and task_key_view(self.itt),
+                            "target": task_key_view(self.target), "transfer": self.transfer,
+                            "freezing": self.freezing, "selection": self.selection, "seed": self.seed,
+                            "training": self.training})
 
     @property
     def freezing_name(self) -> str:

@@ -112,10 +112,14 @@ def has_native_bf16() -> bool:
     return bool(_cpuinfo()[1] & set(BF16_CPU_FLAGS))
 
 
-def measurements_path() -> str:
-    cache = os.environ.get("XITT_CACHE") or os.path.join(
+def cache_dir() -> str:
+    """xitt's per-user cache: `XITT_CACHE`, else `<XDG_CACHE_HOME or ~/.cache>/xitt`."""
+    return os.environ.get("XITT_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xitt")
-    return os.path.join(cache, PRECISION_MEASUREMENTS)
+
+
+def measurements_path() -> str:
+    return os.path.join(cache_dir(), PRECISION_MEASUREMENTS)
 
 
 def measured_precision_speeds() -> dict[str, Any] | None:

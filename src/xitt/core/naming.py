@@ -5,10 +5,12 @@ Also the config resolvers that name a sweep and its job folders."""
 import hashlib
 import os
 import re
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from xitt.core.jobs import CPU_PRECISION, uses_gpu
+from xitt.core.jobs import uses_gpu
+from xitt.core.keys import training_label
 
 # Overrides that choose how a grid runs, not which cells it has: kept out of sweep names.
 MACHINERY = ("launcher", "logger", "hydra", "paths")
@@ -30,14 +32,17 @@ def sweep_name(overrides: list[str]) -> str:
     return safe_name("_".join(kept))
 
 
-def job_dirname(override_dirname: str, precision: str) -> str:
-    """A job's folder: its overrides, plus the precision when it is not the CPU trainer's
-    (`trainer=cpu`'s, the same on every machine). The precision is part of every artifact key, but the
-    `trainer` group stays out of the overrides' part of the name as machinery, so a
-    `trainer=cpu,gpu` sweep would otherwise put two different cells in one folder."""
+def job_dirname(override_dirname: str, trainer: Any) -> str:
+    """A job's folder: its overrides, plus the weight-shaping trainer settings that differ
+    from `trainer=cpu`'s (`xitt.core.keys.training_label`) and are not among the overrides
+    already. They are part of every artifact key, but the `trainer` group stays out of the
+    overrides' part of the name as machinery, so a `trainer=cpu,gpu` sweep, or an experiment
+    that sets a precision, would otherwise put two different cells in one folder."""
     name = str(override_dirname)
-    if str(precision) != CPU_PRECISION and "precision=" not in name:
-        name = f"{name},precision={precision}" if name else f"precision={precision}"
+    trainer = OmegaConf.to_container(trainer, resolve=True) if OmegaConf.is_config(trainer) else trainer
+    for setting in filter(None, training_label(trainer).split(",")):
+        if f"{setting.split('=')[0]}=" not in name:
+            name = f"{name},{setting}" if name else setting
     return safe_name(name)
 
 

@@ -36,6 +36,13 @@ class Record:
     # scores: F1 is the task's own (macro-F1, entity F1, word accuracy, SQuAD token F1)
     f1: float
     n: int
+    # the weight-shaping trainer settings that differ from `trainer=cpu`'s
+    # (`xitt.core.keys.training_label`: `precision=bf16-mixed`; '' for none): part of the
+    # setting a report groups by, so models trained two ways are never mixed
+    training: str = ""
+    # how the target model was trained that gives the same model by design (devices,
+    # strategy, kernels: `xitt.core.keys.SAME_BY_DESIGN`), from its meta.json
+    run_settings: dict[str, Any] = field(default_factory=dict)
     accuracy: float | None = None
     precision: float | None = None
     recall: float | None = None
@@ -79,7 +86,7 @@ class Record:
     @classmethod
     def columns(cls) -> list[str]:
         """The fields a table of records has (the resolved config and versions left out)."""
-        return [f.name for f in fields(cls) if f.name not in ("config", "versions")]
+        return [f.name for f in fields(cls) if f.name not in ("config", "versions", "run_settings")]
 
 
 def cell_results_dir(results_root: str | Path, cell: Cell) -> Path:

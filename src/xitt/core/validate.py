@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from xitt import XittError
+from xitt.core.keys import DEFAULTS, REFUSED, TRAINER_SETTINGS
 
 # A setting: how to read it (int, float, bool or str: see `typed`), the rule it must meet, the
 # rule in words.
@@ -219,12 +220,19 @@ def check_trainer(trainer: Any) -> None:
     each valid, so that no stage fails when it builds its Trainer."""
     known = [*TRAINER_ARGUMENTS, *XITT_TRAINER_RULES, *HYDRA_KEYS]
     for key in map(str, trainer.keys()):
-        if key not in known:
+        if key not in TRAINER_SETTINGS:
             _fail(f"`trainer.{key}` is neither an argument of Lightning's Trainer nor one of xitt's trainer "
                   f"settings ({', '.join(XITT_TRAINER_RULES)}); {_closest(key, known)}Fix or remove the override.")
         if key in SET_BY_STAGES:
             _fail(f"`trainer.{key}` is set by each stage itself, from {SET_BY_STAGES[key]}, so a value here would "
                   f"be overridden unseen. Remove `trainer.{key}` and set that instead.")
+        kind, why = TRAINER_SETTINGS[key]
+        if kind == REFUSED and trainer.get(key) not in (DEFAULTS[key], None):
+            _fail(f"`trainer.{key}={_shown(trainer.get(key))}` cannot be honoured by a stored stage ({why}): xitt "
+                  f"stores every trained model for reuse by later cells and runs. Remove it; to train less, "
+                  f"shorten the task (`<group>.hparams.epochs`, `+<group>.train_sample={{n: 1000, seed: 1}}`) or "
+                  f"limit it reproducibly (`+trainer.limit_train_batches=0.1`, `+trainer.max_steps=100`): those "
+                  f"are part of the artifact keys.")
         rule = TRAINER_RULES.get(key) or XITT_TRAINER_RULES.get(key)
         if rule:
             check_value(f"trainer.{key}", trainer.get(key), rule)

@@ -27,6 +27,8 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, PreTrainedTokenizerBase
 
+from xitt.core.cell import split_fingerprints
+from xitt.core.fingerprints import folder_fingerprint
 from xitt.core.keys import content_key
 from xitt.core.taskspec import dev_split
 from xitt.data.f1_features import qa_features, tag_features
@@ -132,12 +134,16 @@ class TaskDataModule(pl.LightningDataModule):
 
     def _split_key(self, lang: str, split: str) -> str:
         """Everything that determines a split's tokenised rows: the task's data settings
-        (not its training hyper-parameters), the language, split, tokenizer and length."""
-        data = {name: value for name, value in self.task.items() if name not in ("hparams", "eval_batch_size")}
+        (not its training hyper-parameters, nor its list of languages), the language, split,
+        what its local files hold, the tokenizer and the length."""
+        data = {name: value for name, value in self.task.items()
+                if name not in ("hparams", "eval_batch_size", "languages")}
         tokenizer = {"name": self.tokenizer.name_or_path, "class": type(self.tokenizer).__name__,
                      "size": len(self.tokenizer)}
+        if os.path.isdir(str(self.tokenizer.name_or_path)):  # a local checkpoint: by what its files hold
+            tokenizer["files"] = folder_fingerprint(self.tokenizer.name_or_path)
         return content_key({"task": data, "lang": lang, "split": split, "tokenizer": tokenizer,
-                            "max_length": self.max_length})
+                            "files": split_fingerprints(self.task, [(lang, split)]), "max_length": self.max_length})
 
     def _prepared(self, lang: str, split: str) -> datasets.Dataset:
         """One language's split, tokenised: from the cache (written first if missing), or

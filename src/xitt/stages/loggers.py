@@ -9,8 +9,10 @@ from pytorch_lightning.loggers import Logger, WandbLogger
 
 
 def stage_logger(logger_cfg: DictConfig, *, cell_name: str, stage: str, group: str,
-                 tags: list[str], config: dict[str, Any]) -> Logger | bool:
-    """The configured logger for one stage, or False for `logger=none`."""
+                 tags: list[str], config: dict[str, Any], folder: str, version: str) -> Logger | bool:
+    """The configured logger for one stage, or False for `logger=none`. A W&B run is new each
+    time; a file logger (CSV, TensorBoard) writes to `<save_dir>/<folder>/<version>`, which
+    the caller makes unique to what the stage builds (a file logger empties its folder)."""
     if not logger_cfg or "_target_" not in logger_cfg:
         return False
     factory = instantiate(logger_cfg)
@@ -19,7 +21,7 @@ def stage_logger(logger_cfg: DictConfig, *, cell_name: str, stage: str, group: s
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         return factory(name=f"{cell_name}/{stage}", group=group, job_type=stage, tags=tags, config=config,
                        save_dir=str(save_dir))
-    return factory(name=cell_name, version=stage)
+    return factory(name=folder, version=version)
 
 
 def sweep_wandb_dir() -> Path | None:

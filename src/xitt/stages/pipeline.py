@@ -31,6 +31,7 @@ from xitt import XittError
 from xitt.compat import fsdp_full_state_dict, start_ranks
 from xitt.core.cell import Cell, Stage
 from xitt.core.jobs import in_multirun
+from xitt.core.keys import training_label
 from xitt.core.ranks import Ranks
 from xitt.core.records import (OTHER_SCORES, PREDICTIONS_SUFFIX, Record, cell_results_dir, pending_langs,
                                read_records, record_path)
@@ -211,6 +212,7 @@ class CellRunner:
             "stage": stage.name, "start": start, "model": cell.model, "task": stage.task,
             "transfer": stage.transfer, "train_langs": list(stage.train_langs), "freezing": stage.freezing,
             "seed": cell.seed, "labels": stage.task.get("labels"), "pooling": cell.model["pooling"],
+            "training": cell.training, "run_settings": cell.run_settings,
             "cell_config": cell.config}, collective=True)  # lets `evaluate.py ckpt=...` rebuild the cell
 
     def evaluate(self, stage: Stage, tokenizer: PreTrainedTokenizerBase,
@@ -220,7 +222,7 @@ class CellRunner:
         started = time.time()
         module = self.classifier(stage, tokenizer, model_dir or self.store.path(stage.store, stage.key))
         data = self.datamodule(stage.task, tokenizer, eval_langs=stage.eval_langs)
-        logger = self.logger("evaluate")
+        logger = self.logger(stage)
         try:
             trainer = self.trainer(logger=logger)
             outputs = trainer.predict(module, datamodule=data, return_predictions=True)
@@ -230,10 +232,10 @@ class CellRunner:
             records = {}
             if self.ranks.is_zero:
                 params = count_parameters(module.encoder)
-                selection = _selection_of(model_dir or self.store.path(stage.store, stage.key))
+                built = _meta_of(model_dir or self.store.path(stage.store, stage.key))
                 records = {lang: self.write_record(stage, lang, predictions_file(stage.task, lang, rows[lang],
                                                                                  data.test_data[lang]),
-                                                   params, started, selection)
+                                                   params, started, built)
                            for lang in stage.eval_langs}
                 log_scores(logger, list(records.values()))
             self.ranks.barrier("records written")
@@ -242,9 +244,11 @@ class CellRunner:
             finish_logger()
 
     def write_record(self, stage: Stage, lang: str, predictions: dict[str, Any], params: int,
-                     started: float, selection: dict[str, Any] | None) -> dict[str, Any]:
-        """One language's predictions file and its record, scored from exactly that file."""
+                     started: float, built: dict[str, Any]) -> dict[str, Any]:
+        """One language's predictions file and its record, scored from exactly that file.
+        `built` is the target model's meta.json ({} for a folder that is no artifact)."""
         cell = self.cell
+        selection = built.get("metrics", {}).get("selection")
         predictions_name = f"{lang}{PREDICTIONS_SUFFIX}"
         write_json_atomic(self.results_dir / predictions_name, predictions)
         # Kept but flagged: the stored model's development set (checked as it was selected)
@@ -257,6 +261,7 @@ class CellRunner:
             target_key=stage.key, itt_key=cell.itt_key, model=cell.model["family"], size=cell.model["size"],
             params=params, itt=cell.itt_name, target=cell.target["name"], transfer=cell.transfer["mode"],
             freezing=cell.freezing_name, seed=cell.seed, lang=lang, train_lang=",".join(stage.train_langs),
+            training=training_label(cell.trainer), run_settings=built.get("config", {}).get("run_settings") or {},
             **prediction_scores(predictions), **_selection_fields(selection),
             keep_layers=cell.model.get("keep_layers"),
             split_note=split_note(cell.target),
@@ -278,11 +283,14 @@ class CellRunner:
                               max_length=int(hparams["max_length"]), num_workers=int(self.cfg.get("num_workers", 0)),
                               cache_dir=Path(self.cfg.paths.store) / "data", seed=self.cell.seed)
 
-    def logger(self, stage: str):
+    def logger(self, stage: Stage):
+        """The stage's logger; a file logger writes to `<cell's results folder name>/<stage>-<its
+        artifact key>`, so that no run of other settings overwrites its logs."""
         if not self.ranks.is_zero:  # one W&B run per job: rank 0's
             return False
-        return stage_logger(self.cfg.logger, cell_name=self.cell.name, stage=stage,
-                            group=self.sweep or "single", tags=self.cell.tags, config=self.cell.config)
+        return stage_logger(self.cfg.logger, cell_name=self.cell.name, stage=stage.name, group=self.sweep or "single",
+                            tags=self.cell.tags, config=self.cell.config, folder=self.results_dir.name,
+                            version=f"{stage.name}-{stage.key[:8]}")
 
     def trainer(self, **overrides: Any) -> pl.Trainer:
         return build_trainer(self.cfg.trainer, **overrides)
@@ -300,7 +308,7 @@ class CellRunner:
             module.encoder.compile(dynamic=True)
         data = self.datamodule(stage.task, tokenizer, train_langs=stage.train_langs,
                                dev_langs=stage.dev_langs if stage.validates else ())
-        logger = self.logger(stage.name)
+        logger = self.logger(stage)
         metrics: dict[str, Any] = {}
         work_dir = self.store.work_dir(stage.store, stage.key)
         try:
@@ -321,8 +329,8 @@ class CellRunner:
                 metrics["selection"] = select(trainer, stage, selecting)
                 weights = gathered_weights(trainer)
         except NonFiniteLoss as diverged:
-            # Its checkpoints may hold the broken weights, which a run of the same stage (with
-            # stronger clipping, say: not part of the key) would resume from.
+            # Its checkpoints may hold the broken weights, which a run of the same stage (the
+            # same command, run again to see it fail again) would resume from.
             if self.ranks.is_zero:
                 shutil.rmtree(work_dir, ignore_errors=True)
             raise XittError(self.diverged_message(stage, diverged)) from None
@@ -364,11 +372,11 @@ class CellRunner:
                 f"{', '.join(tries[:-1])} or {tries[-1]}, then run the same command again.")
 
 
-def _selection_of(model_dir: Path) -> dict[str, Any] | None:
-    """How the target model in `model_dir` was selected, from its meta.json (None for a
-    model trained without validation, or a folder that is not an artifact)."""
+def _meta_of(model_dir: Path) -> dict[str, Any]:
+    """The meta.json of the target model in `model_dir` (how it was selected and trained);
+    {} for a folder that is not an artifact."""
     meta = Path(model_dir) / META_FILE
-    return json.loads(meta.read_text())["metrics"].get("selection") if meta.is_file() else None
+    return json.loads(meta.read_text()) if meta.is_file() else {}
 
 
 def _selection_fields(selection: dict[str, Any] | None) -> dict[str, Any]:
