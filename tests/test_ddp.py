@@ -46,6 +46,10 @@ def test_ddp_matches_one_process_and_writes_once(tmp_path):
         predictions = json.loads((record_dir(ddp, record) / record["predictions"]).read_text())
         assert len(predictions["ids"]) == len(set(predictions["ids"])) == 300
 
+    # The same model by design: the same keys (one cell, one records folder), the ranks recorded.
+    assert (by_lang_two["en"]["target_key"], by_lang_two["en"]["cell_key"]) == \
+        (by_lang_one["en"]["target_key"], by_lang_one["en"]["cell_key"])
+    assert (by_lang_one["en"]["run_settings"]["devices"], by_lang_two["en"]["run_settings"]["devices"]) == (1, 2)
     # Model selection sees the whole development set on every rank count: the same curve.
     curves = [ArtifactStore(root / "store").meta("target", by_lang["en"]["target_key"])["metrics"]["selection"]["curve"]
               for root, by_lang in ((single, by_lang_one), (ddp, by_lang_two))]

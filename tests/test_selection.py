@@ -215,7 +215,7 @@ def test_the_report_shows_each_models_selection(tmp_path):
 
     import pandas as pd
 
-    rows = [{"model": "tiny", "target": "demo", "transfer": "zero_shot", "freezing": "none", "train_lang": "en",
+    rows = [{"model": "tiny", "target": "demo", "transfer": "zero_shot", "freezing": "none", "train_lang": "en", "training": "",
              "size": "s", "itt": itt, "seed": 1, "lang": lang, "selection": "best", "selected_epoch": epoch,
              "epochs_run": 10, "epoch_budget": 10, "dev_lang": "en", "dev_f1": best, "dev_f1_best": best,
              "dev_f1_last": last}

@@ -33,7 +33,7 @@ from omegaconf.errors import InterpolationToMissingValueError
 from xitt import XittError
 from xitt.core.fingerprints import file_fingerprint, folder_fingerprint
 from xitt.core.keys import (content_key, evaluation_settings, same_by_design_settings, task_key_view,
-                             training_settings)
+                             training_label, training_settings)
 from xitt.core.sources import FilePart, data_parts
 from xitt.core.taskspec import (dev_split, resolve_task, translate_train_section, with_translated_training,
                                 without_held_out_dev)
@@ -371,4 +371,6 @@ class Cell:
     def tags(self) -> list[str]:
         return [f"model={self.model['family']}", f"size={self.model['size']}", f"itt={self.itt_name}",
                 f"target={self.target['name']}", f"transfer={self.transfer_name}",
-                f"freezing={self.freezing_name}", f"selection={self.selection['target']}", f"seed={self.seed}"]
+                f"freezing={self.freezing_name}", f"selection={self.selection['target']}", f"seed={self.seed}",
+                *(f"training={label if len(label) < 55 else content_key(label)[:8]}"  # W&B tags: <= 64 chars
+                  for label in [training_label(self.trainer)] if label)]
