@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,6 @@ from xitt.analysis.stats import resample_indices
 
 N_CLASSES = 3
 LABELS = ["entailment", "neutral", "contradiction"]
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
 
 
 @dataclass
@@ -382,23 +380,3 @@ def test_language_groups_put_unknown_codes_in_other():
     assert language_groups("zh-CN") == ("high", "Han")
     assert language_groups("ur") == ("low", "Arabic")
     assert language_groups("xx") == ("other", "other")
-
-
-def test_notebook_runs_the_analysis_on_a_results_folder(tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    write_synthetic_results(tmp_path / "results", SyntheticGrid(n_examples=200))
-    monkeypatch.setenv("XITT_RESULTS", str(tmp_path / "results"))
-    source = str(Path(__file__).resolve().parents[1] / "src")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (source, os.environ.get("PYTHONPATH")) if p))
-
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
-
-    outputs = [output for cell in notebook.cells if cell.cell_type == "code"
-               for output in cell.get("outputs", [])]
-    assert any("image/png" in output.get("data", {}) for output in outputs)
-    text = "".join(output.get("text", "") for output in outputs)
-    assert "ITT with demo changes xnli F1" in text

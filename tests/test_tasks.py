@@ -528,4 +528,4 @@ def test_named_studies_compose_and_expand_to_their_grids():
     sentiment = Cell.from_config(compose("experiment=sentiment_transfer", "model=xlmr_base", "target=marc",
                                          "transfer=target_finetune"))
     assert (sentiment.itt["name"], sentiment.target["name"], sentiment.train_langs_for("de")) == ("imdb", "marc", ["de"])
-    assert _sweep_size("experiment=sentiment_transfer") == 5 * 2 * 2 * 2 * 3
+    assert _sweep_size("experiment=sentiment_transfer", "seed=1") == 5 * 2 * 2 * 2  # x 3 seeds
