@@ -39,11 +39,11 @@ def run(payload: dict) -> dict:
 
     pl.seed_everything(runner.cell.seed, verbose=False)
     model_dir = Path(payload["root"]) / "model"
-    save_trained(model_dir, runner.classifier(target, tokenizer, None), tokenizer, None, with_head=True)
+    save_trained(model_dir, runner.module_for(target, tokenizer, None), tokenizer, None, with_head=True)
     data = runner.datamodule(evaluate.task, tokenizer, eval_langs=evaluate.eval_langs)
     data.prepare_data()
     data.setup("predict")
-    module = runner.classifier(evaluate, tokenizer, model_dir).eval()
+    module = runner.module_for(evaluate, tokenizer, model_dir).eval()
     bf16 = precision.startswith("bf16")
     batch_size = data.eval_batch_size
 

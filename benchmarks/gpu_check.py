@@ -52,7 +52,7 @@ def build_module(shape: dict, device: str, seed: int = 0):
     import torch
     import transformers
 
-    from xitt.models.module import SequenceClassifier
+    from xitt.tasktypes.classification.training import SequenceClassifier
 
     torch.manual_seed(seed)
     config = transformers.XLMRobertaConfig(**shape, max_position_embeddings=514, pad_token_id=1,
@@ -123,7 +123,7 @@ def plain_steps(module, loader, warmup: int, steps: int, device: str) -> float:
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from xitt.models.module import SequenceClassifier
+    from xitt.tasktypes.classification.training import SequenceClassifier
 
     inner = module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module
     parameters = [p for p in module.parameters() if p.requires_grad]

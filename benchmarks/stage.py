@@ -105,7 +105,7 @@ def plain_inputs(overrides: list[str]):
     stage = next(stage for stage in runner.cell.stages() if stage.name == "target")
     pl.seed_everything(runner.cell.seed, verbose=False)
     tokenizer = load_tokenizer(runner.cell.model, runner.store)  # a hub id or folder (tiny: built once)
-    module = runner.classifier(stage, tokenizer, None)
+    module = runner.module_for(stage, tokenizer, None)
     rows = datasets.concatenate_datasets([load_split(stage.task, lang, stage.task["train_split"])
                                           for lang in stage.train_langs])
     encoded = tokenizer(list(rows["text"]), truncation=True, max_length=int(stage.hparams["max_length"]))

@@ -136,7 +136,7 @@ def run_once(framework: str, runner, stage, tokenizer, data, precision: str, war
 
     # As the stage's build does: seeded, then the model (the same weights in every run).
     pl.seed_everything(runner.cell.seed, workers=True, verbose=False)
-    module = runner.classifier(stage, tokenizer, None)
+    module = runner.module_for(stage, tokenizer, None)
     dtype = first_linear_dtype(module)
     step_times: list[float] = []
     counters: list[CountingCollator] = []

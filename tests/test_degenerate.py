@@ -25,7 +25,7 @@ from conftest import DEMO_LANGS, REPO, run_script
 from xitt.analysis import analyse, build_report, load_results
 from xitt.core.records import PREDICTIONS_SUFFIX, Record, format_scores
 from xitt.metrics.classification import classification_scores
-from xitt.metrics.degenerate import degenerate_predictions
+from xitt.tasktypes import degenerate_predictions
 
 LABELS = ["negative", "neutral", "positive"]
 # An absolute path of a POSIX machine, wherever it stands in a CSV cell or a sentence.

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from xitt import XittError
-from xitt.data.f1_features import IGNORE_INDEX, best_spans, qa_features, tag_features, word_tags
+from xitt.tasktypes.qa.features import best_spans, qa_features
+from xitt.tasktypes.tagging.features import IGNORE_INDEX, tag_features, word_tags
 from xitt.data.f1_formats import read_conllu, read_panx_tsv, read_squad_json
 from xitt.metrics.qa import qa_scores
 from xitt.metrics.tagging import iob2_spans

@@ -1,7 +1,7 @@
 """The report on tagging (NER, POS) and extractive QA targets: F1 is F1.
 
 The records and predictions files here have the formats the pipeline writes
-(``xitt.stages.predictions.predictions_file``) and the scores it records
+(the task type's ``predictions_file``) and the scores it records
 (``prediction_scores``), so the report must recompute exactly the recorded F1, and its
 bootstrap must resample the units the test set samples (sentences, questions), never the
 tokens or entities inside them.
@@ -20,12 +20,14 @@ import pytest
 from scipy.stats import norm
 
 from xitt.analysis import analyse, bootstrap_ratio, build_report, load_results
-from xitt.analysis.records import ENTITY_F1, QA_F1, WORD_ACCURACY, read_predictions
+from xitt.analysis.records import read_predictions
 from xitt.analysis.stats import resample_indices
 from xitt.core.records import PREDICTIONS_SUFFIX, Record
-from xitt.metrics.predictions import prediction_scores
 from xitt.metrics.qa import qa_scores
 from xitt.metrics.tagging import entity_scores, token_accuracy
+from xitt.tasktypes import prediction_scores
+from xitt.tasktypes.qa import QA_F1
+from xitt.tasktypes.tagging import ENTITY_F1, WORD_ACCURACY
 
 # Hand-made predictions files, ids out of order (the report sorts them).
 NER = {"task_type": "tagging", "metric": "entity_f1", "labels": ["O", "B-PER", "I-PER"],

@@ -11,7 +11,7 @@ import pytest
 from conftest import compose, run_script
 from xitt.core.cell import Cell
 from xitt.core.records import PREDICTIONS_SUFFIX
-from xitt.metrics.predictions import prediction_scores
+from xitt.tasktypes import prediction_scores
 
 DEMO_LANGS = ["en", "near", "mid", "far"]
 QUIET = ["logger=none", "trainer.enable_progress_bar=false", "trainer.checkpoint_every_n_epochs=0"]
@@ -105,11 +105,11 @@ def test_f1_tasks_compose_with_their_sources_and_languages():
 
 
 def test_a_task_without_a_task_type_is_classification():
-    from xitt.data.tasks import task_type
+    from xitt.tasktypes import task_type
 
     target = dict(Cell.from_config(compose("target=demo")).target)
     del target["task_type"]
-    assert task_type(target) == "classification"
+    assert task_type(target).name == "classification"
 
 
 def test_an_unknown_task_type_is_one_paragraph_naming_the_fix(tmp_path):

@@ -22,7 +22,7 @@ from torchmetrics.text import SQuAD
 from xitt.metrics.classification import classification_scores
 from xitt.metrics.qa import normalized_tokens, qa_scores
 from xitt.metrics.tagging import entity_scores
-from xitt.models.module import dev_metrics
+from xitt.tasktypes.classification.training import dev_metrics
 
 TOLERANCE = 1e-6
 # torchmetrics' classification metrics divide in float32 whatever the input: 1e-4 points on

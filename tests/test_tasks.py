@@ -383,7 +383,7 @@ def tiny_checkpoints(tmp_path_factory) -> dict:
 @pytest.mark.parametrize("family", ["xlmr", "mt5", "mbert", "mdeberta", "distilmbert", "xlnet"])
 def test_every_family_trains_with_the_head_and_freezes_its_bottom_layers(tiny_checkpoints, family):
     from xitt.models.encoder import _layer_list, apply_freezing, build_encoder, count_parameters
-    from xitt.models.module import SequenceClassifier
+    from xitt.tasktypes.classification.training import SequenceClassifier
 
     folder, encoder_class, pooling = tiny_checkpoints[family]
     # the tiny checkpoints hold 64 positions (62 usable by XLM-R): shorter inputs than the demo's

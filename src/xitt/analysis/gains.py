@@ -44,9 +44,10 @@ import numpy as np
 import pandas as pd
 
 from xitt.metrics.classification import macro_f1
+from xitt.tasktypes.classification import MACRO_F1
 
 from .languages import language_groups
-from .records import CELL_KEYS, MACRO_F1, NO_ITT, SETTING_KEYS, Predictions, Results
+from .records import CELL_KEYS, NO_ITT, SETTING_KEYS, Predictions, Results
 from .stats import (Estimate, bootstrap_macro_f1, bootstrap_ratio, combine,
                     pool_seeds, ratio_score, slope_weights, stable_rng)
 

@@ -34,9 +34,7 @@ import pandas as pd
 from xitt import XittError
 from xitt.core.keys import training_label
 from xitt.core.records import PREDICTIONS_SUFFIX, Record
-from xitt.metrics.degenerate import degenerate_predictions
-from xitt.metrics.qa import qa_example_scores
-from xitt.metrics.tagging import entity_counts, token_counts
+from xitt.tasktypes import TYPES, degenerate_predictions, predictions_type
 
 NO_ITT = "none"
 RECORDS_LIST = "records.txt"
@@ -66,11 +64,6 @@ class ReportError(XittError, ValueError):
     """A report cannot be built from the given sources (the message says what to do)."""
 
 
-# What a record's F1 is (``Predictions.metric``): classification's macro-F1, NER's entity
-# F1, POS's word accuracy (the "F1" XTREME reports for it) and extractive QA's SQuAD F1.
-MACRO_F1, ENTITY_F1, WORD_ACCURACY, QA_F1 = "macro_f1", "entity_f1", "word_accuracy", "qa_f1"
-
-
 @dataclass(frozen=True, eq=False)
 class Predictions:
     """One record's predictions, sorted by example id, as the per-example statistics that
@@ -86,24 +79,17 @@ class Predictions:
 
     test_set: str
     metric: str
+    task_type: str = "classification"
     gold: np.ndarray | None = None
     pred: np.ndarray | None = None
     n_classes: int = 0
     counts: np.ndarray | None = None
 
     def ratio_terms(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each example's part of the numerator and of the denominator of the F1 (0-1), so
-        that the F1 of any resample is the ratio of its sums (``stats.ratio_score``)."""
-        if self.metric == ENTITY_F1:  # conlleval's 2PR / (P + R) is 2 TP / (predicted + gold)
-            tp, n_pred, n_gold = self.counts.T
-            return 2.0 * tp, n_pred + n_gold
-        if self.metric == WORD_ACCURACY:
-            correct, total = self.counts.T
-            return correct, total
-        if self.metric == QA_F1:  # the mean over questions
-            f1 = self.counts[:, 0]
-            return f1, np.ones_like(f1)
-        raise ValueError(f"{self.metric} is not a ratio of sums over examples")
+        """Each example's part of the numerator and of the denominator of the score (0-1),
+        so that the score of any resample is the ratio of its sums (``stats.ratio_score``);
+        how is the task type's (``TaskType.ratio_terms``)."""
+        return TYPES[self.task_type].ratio_terms(self.metric, self.counts)
 
 
 @dataclass
@@ -168,7 +154,7 @@ def read_record(path: Path) -> dict | None:
 def read_predictions(path: Path, target: str) -> Predictions:
     """A record's per-example statistics (``Predictions``), sorted by example id.
 
-    The file has the format of its ``task_type`` (see ``xitt.metrics.predictions``), and
+    The file has the format of its ``task_type`` (see ``xitt.tasktypes``), and
     each example is scored by the metric functions the evaluation used, so that summing
     them gives the record's F1 again.  Classification examples with a negative gold label
     are unlabelled and left out.
@@ -181,13 +167,13 @@ def parse_predictions(data: dict, target: str, path: Path) -> Predictions:
     ids = np.asarray([str(i) for i in data["ids"]])
     if not len(ids) == len(data["gold"]) == len(data["pred"]):
         raise ValueError(f"ids, gold and pred have different lengths in {path}")
-    kind = data.get("task_type", "classification")
-    if kind != "classification":
+    unit = predictions_type(data)
+    metric, counts = unit.example_terms(data, path)
+    if counts is not None:  # a score that is a ratio of sums over examples
         if len(ids) == 0:
             raise ValueError(f"no examples in {path}")
-        metric, counts = _example_counts(data, kind, path)
         test_set, order = _test_set(target, ids)
-        return Predictions(test_set, metric, counts=counts[order])
+        return Predictions(test_set, metric, unit.name, counts=counts[order])
     gold = np.asarray(data["gold"], dtype=np.int64)
     pred = np.asarray(data["pred"], dtype=np.int64)
     labelled = gold >= 0
@@ -198,8 +184,7 @@ def parse_predictions(data: dict, target: str, path: Path) -> Predictions:
         raise ValueError(f"negative predicted labels in {path}")
     n_classes = int(max(len(data.get("labels") or ()), gold.max() + 1, pred.max() + 1))
     test_set, order = _test_set(target, ids)
-    return Predictions(test_set, MACRO_F1, gold=gold[order], pred=pred[order],
-                       n_classes=n_classes)
+    return Predictions(test_set, metric, unit.name, gold=gold[order], pred=pred[order], n_classes=n_classes)
 
 
 def _test_set(target: str, ids: np.ndarray) -> tuple[str, np.ndarray]:
@@ -208,29 +193,6 @@ def _test_set(target: str, ids: np.ndarray) -> tuple[str, np.ndarray]:
     order = np.argsort(ids, kind="stable")
     ids_digest = hashlib.sha256("\n".join(ids[order]).encode()).hexdigest()[:16]
     return f"{target}:{ids_digest}", order
-
-
-def _example_counts(data: dict, kind: str, path: Path) -> tuple[str, np.ndarray]:
-    """The metric of a tagging or QA predictions file and its counts per example, in file
-    order (see ``Predictions``)."""
-    gold, pred = data["gold"], data["pred"]
-    if kind == "qa":
-        lang = data.get("lang")  # None: SQuAD's English normalisation, as at evaluation
-        return QA_F1, np.array([qa_example_scores(p, g, lang) for p, g in zip(pred, gold)],
-                               dtype=np.float64)
-    if kind != "tagging":
-        raise ValueError(f"{path} has task_type {kind!r}; the report reads classification, "
-                         "tagging and qa predictions")
-    count = {ENTITY_F1: entity_counts, WORD_ACCURACY: token_counts}.get(data.get("metric"))
-    if count is None:
-        raise ValueError(f"{path} has tagging metric {data.get('metric')!r}; the report reads "
-                         f"{ENTITY_F1} and {WORD_ACCURACY}")
-    # A truncated prediction must not be scored as if its missing words did not exist
-    # (entity_counts, unlike the evaluation's entity_scores, does not check this).
-    if any(len(g) != len(p) for g, p in zip(gold, pred)):
-        raise ValueError(f"a sentence has more or fewer predicted tags than gold tags in {path}")
-    return data["metric"], np.array([count(g, p) for g, p in zip(gold, pred)],
-                                    dtype=np.float64)
 
 
 def load_results(sources: Iterable[str | Path]) -> Results:

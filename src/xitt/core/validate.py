@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from xitt import XittError
 from xitt.core.keys import DEFAULTS, REFUSED, TRAINER_SETTINGS
+from xitt.tasktypes import task_type
 
 # A setting: how to read it (int, float, bool or str: see `typed`), the rule it must meet, the
 # rule in words.
@@ -32,9 +33,6 @@ HPARAMS: dict[str, Rule] = {
     "weight_decay": (float, lambda v: v >= 0, "a finite number >= 0"),
     "dropout": (float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "encoder_dropout": (float, lambda v: 0 <= v < 1, "a number in [0, 1), or null for the checkpoint's own"),
-    "doc_stride": (int, lambda v: v >= 1, "a whole number >= 1 (tokens shared by two QA windows)"),
-    "max_answer_length": (int, lambda v: v >= 1, "a whole number >= 1 (tokens)"),
-    "n_best": (int, lambda v: v >= 1, "a whole number >= 1"),
 }
 # Settings that may be null (the checkpoint's or Lightning's default), beside their rule.
 NULLABLE = ("encoder_dropout", "gradient_clip_val", "gradient_clip_algorithm", "log_every_n_steps",
@@ -193,9 +191,14 @@ def check_value(setting: str, value: Any, rule: Rule) -> None:
         _fail(f"`{setting}={_shown(value)}` is not valid: it must be {words}. Set it with `{setting}=<value>`.")
 
 
-def check_hparams(hparams: Mapping[str, Any], where: str) -> None:
-    """Each hyper-parameter known, of its type and in its range."""
+def check_hparams(hparams: Mapping[str, Any], where: str, task: Mapping[str, Any] | None = None) -> None:
+    """Each hyper-parameter known, of its type and in its range; a setting of the task put
+    among them (`target.hparams.doc_stride`) is named where it belongs."""
     for name, value in hparams.items():
+        if name not in HPARAMS and task is not None and name in task:
+            group = where.rsplit(".", 1)[0]
+            _fail(f"`{where}.{name}` is a setting of the task, not a hyper-parameter, so it would be ignored "
+                  f"there. Set `{group}.{name}={_shown(value)}` instead.")
         if name not in HPARAMS:
             _fail(f"`{where}.{name}` is not a hyper-parameter xitt knows; {_closest(name, list(HPARAMS))}"
                   f"The known ones are: {', '.join(HPARAMS)}. Fix the name (a misspelt key would "
@@ -351,7 +354,8 @@ def check_cell(cfg: Any, model: Mapping[str, Any], tasks: Mapping[str, Mapping[s
         if ratio is None or not 0 < ratio < 1:
             _fail(f"`{group}.dev_ratio={task.get('dev_ratio')}` is not valid: it is the share of the training "
                   f"split held out for model selection and must lie strictly between 0 and 1 (e.g. 0.1).")
-        check_hparams(task["hparams"], f"{group}.hparams")
+        check_hparams(task["hparams"], f"{group}.hparams", task)
+        task_type(task).check(task, group)  # the type's own settings (a tagging metric, QA's windows)
         check_sample(task, group)
         limit = position_limit(model)
         if limit is not None and int(task["hparams"]["max_length"]) > limit:

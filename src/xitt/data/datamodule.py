@@ -25,25 +25,16 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Sampler
-from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from xitt.core.cell import split_fingerprints
 from xitt.core.fingerprints import folder_fingerprint
 from xitt.core.keys import content_key
 from xitt.core.taskspec import dev_split
-from xitt.data.f1_features import qa_features, tag_features
-from xitt.data.tasks import load_split, task_type
+from xitt.data.tasks import load_split
+from xitt.tasktypes import task_type
 
 log = logging.getLogger(__name__)
-# What the model sees of a row (the others, kept in the cache, are for scoring): inputs,
-# the targets of each task type (class, per-token labels, answer span) and the row number.
-MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "label", "labels", "start_positions",
-                 "end_positions", "row")
-# Kept beside the model columns for scoring: the example id, a tagged sentence's gold tags
-# and where its words start, a QA window's question id, context, gold answers and the
-# context characters of its tokens.
-SCORING_COLUMNS = ("id", "tags", "word_positions", "context", "answers", "offsets")
-NO_OFFSET = [-1, -1]  # question, special and padding tokens of a QA window
 
 
 class TaskDataModule(pl.LightningDataModule):
@@ -61,11 +52,9 @@ class TaskDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.max_length = max_length
         self.num_workers = num_workers
-        self.type = task_type(task)
-        # Per-token labels are padded with -100 (ignored by the loss); other batches only
-        # need their inputs padded.
-        self.collate = (DataCollatorForTokenClassification(tokenizer) if self.type == "tagging"
-                        else DataCollatorWithPadding(tokenizer))
+        # The task type's rows, columns and collator (`xitt.tasktypes.<type>.training`).
+        self.training = task_type(task).training
+        self.collate = self.training.collator(tokenizer)
         # Each evaluation (development) language's prepared test (development) rows, model
         # inputs and scoring columns, indexed by their `row`.
         self.test_data: dict[str, datasets.Dataset] = {}
@@ -76,56 +65,22 @@ class TaskDataModule(pl.LightningDataModule):
         self.resume_at: tuple[int, int] | None = None
 
     def _tokenised(self, dataset: datasets.Dataset, key: str) -> datasets.Dataset:
-        """Model inputs and targets of a split, computed once (they are cached): token ids
-        and the class for classification; first-sub-word labels for tagging; for QA, the
-        windows of each question (a question may give several rows). `key` (the split's
-        content key) is the result's fingerprint: otherwise `datasets` hashes the tokenizer
-        the function holds, which takes seconds for a large vocabulary."""
-        tokenise = {"classification": self._classification_rows, "tagging": self._tagging_rows,
-                    "qa": self._qa_rows}[self.type]
-        dataset = dataset.map(tokenise, batched=True, remove_columns=dataset.column_names, desc=None,
-                              new_fingerprint=key)
+        """Model inputs and targets of a split, computed once (they are cached), with the
+        columns the type scores from (its `tokenise`: a row per example, or per QA window).
+        `key` (the split's content key) is the result's fingerprint: otherwise `datasets`
+        hashes the tokenizer the function holds, which takes seconds for a large vocabulary."""
+        training = self.training
+        dataset = dataset.map(lambda batch: training.tokenise(self.task, self.tokenizer, self.max_length, batch),
+                              batched=True, remove_columns=dataset.column_names, desc=None, new_fingerprint=key)
         dataset = dataset.add_column("row", list(range(len(dataset))))
-        keep = [column for column in (*MODEL_COLUMNS, *SCORING_COLUMNS) if column in dataset.column_names]
+        keep = [column for column in (*training.MODEL_COLUMNS, *training.SCORING_COLUMNS)
+                if column in dataset.column_names]
         return dataset.select_columns(keep)
 
-    def _classification_rows(self, batch: dict[str, list]) -> dict[str, list]:
-        texts = [batch[field] for field in self.task["text_fields"]]
-        encoded = self.tokenizer(*texts, truncation=True, max_length=self.max_length)
-        return {**encoded, "label": batch["label"], "id": batch["id"]}
-
-    def _tagging_rows(self, batch: dict[str, list]) -> dict[str, list]:
-        examples = [{"id": id_, "tokens": tokens, "tags": tags}
-                    for id_, tokens, tags in zip(batch["id"], batch["tokens"], batch["tags"])]
-        features = tag_features(self.tokenizer, examples, self.task["labels"], self.max_length)
-        features.pop("n_words")
-        return {**features, "id": batch["id"], "tags": batch["tags"]}
-
-    def _qa_rows(self, batch: dict[str, list]) -> dict[str, list]:
-        examples = [{"id": id_, "question": question, "context": context, "answers": answers}
-                    for id_, question, context, answers in
-                    zip(batch["id"], batch["question"], batch["context"], batch["answers"])]
-        features = qa_features(self.tokenizer, examples, self.max_length, int(self.task["doc_stride"]),
-                               int(self.task["max_query_length"]))
-        rows: dict[str, list] = {key: [] for key in (*features, "offsets", "id", "context", "answers")
-                                 if key not in ("offset_mapping", "example_index")}
-        for window, example_index in enumerate(features["example_index"]):
-            # qa_features pads every window to max_length; the cache keeps the real tokens
-            # only (the collator pads each batch), so that short contexts make short batches.
-            real = [position for position, mask in enumerate(features["attention_mask"][window]) if mask]
-            first, last = real[0], real[-1] + 1
-            for key in features:
-                if key not in ("offset_mapping", "example_index", "start_positions", "end_positions"):
-                    rows[key].append(features[key][window][first:last])
-            rows["start_positions"].append(features["start_positions"][window] - first)
-            rows["end_positions"].append(features["end_positions"][window] - first)
-            rows["offsets"].append([list(offset) if offset is not None else NO_OFFSET
-                                    for offset in features["offset_mapping"][window][first:last]])
-            example = examples[example_index]
-            rows["id"].append(example["id"])
-            rows["context"].append(example["context"])
-            rows["answers"].append(example["answers"])
-        return rows
+    def _model_view(self, dataset: datasets.Dataset) -> datasets.Dataset:
+        """What the model sees of prepared rows: the type's inputs, targets and row number."""
+        return dataset.select_columns([column for column in self.training.MODEL_COLUMNS
+                                       if column in dataset.column_names])
 
     def _splits(self) -> list[tuple[str, str]]:
         return ([(lang, self.task["train_split"]) for lang in self.train_langs]
@@ -176,7 +131,7 @@ class TaskDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_langs and not hasattr(self, "train_set"):
-            parts = [_model_view(self._prepared(lang, self.task["train_split"])) for lang in self.train_langs]
+            parts = [self._model_view(self._prepared(lang, self.task["train_split"])) for lang in self.train_langs]
             self.train_lengths = [len(ids) for part in parts for ids in part["input_ids"]]
             self.train_set = datasets.concatenate_datasets(parts).with_format("torch")
         if self.dev_langs and not hasattr(self, "dev_sets"):
@@ -192,7 +147,7 @@ class TaskDataModule(pl.LightningDataModule):
         scoring[lang] = prepared
         lengths = np.array([len(ids) for ids in prepared["input_ids"]])
         by_length = np.argsort(-lengths, kind="stable")
-        return _model_view(prepared.select(by_length)).with_format("torch")
+        return self._model_view(prepared.select(by_length)).with_format("torch")
 
     def train_dataloader(self) -> DataLoader:
         world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
@@ -287,7 +242,3 @@ class ShardedBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         full, rest = divmod(self.size, self.batch_size)
         return full + (rest >= self.world_size and rest > 0)
-
-
-def _model_view(dataset: datasets.Dataset) -> datasets.Dataset:
-    return dataset.select_columns([column for column in MODEL_COLUMNS if column in dataset.column_names])

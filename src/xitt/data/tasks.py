@@ -3,12 +3,8 @@
 A task is declared once, in its config file (`conf/itt/*.yaml`, `conf/target/*.yaml`):
 type, source, languages, splits, fields, label set, hyper-parameters, and one section per
 source it can be read from (`hub:` for the Hugging Face hub, `local:` for files on disk).
-Every reader returns a `datasets.Dataset` whose columns depend on the task's type
-(`task_type`), so that an example means the same in every language and source:
-
-- classification: `id`, the task's text fields, `label` (an index into the task's labels);
-- tagging: `id`, `tokens` (the words), `tags` (one label name of the task per word);
-- qa: `id`, `question`, `context`, `answers` (`{text: [...], answer_start: [...]}`).
+Every reader returns a `datasets.Dataset` in the columns of the task's type (its unit's
+`unify`: `xitt.tasktypes`), so that an example means the same in every language and source.
 
 docs/tasks.md describes the declaration field by field.
 
@@ -29,25 +25,11 @@ from xitt.core.taskspec import DEV_SHUFFLE_SEED, HELD_OUT_DEV, SPLIT_SHUFFLE_SEE
 from xitt.data import demo
 from xitt.data.f1_formats import read_conllu, read_panx_tsv, read_squad_json
 from xitt.data.readers import read_table
+from xitt.tasktypes import task_type
 
-TASK_TYPES = ("classification", "tagging", "qa")
-TAGGING_METRICS = ("entity_f1", "word_accuracy")
 # Local formats of the tagging and QA tasks: each reader gives one dict per sentence or
 # question (xitt.data.f1_formats).
 EXAMPLE_READERS = {"panx": read_panx_tsv, "conllu": read_conllu, "squad": read_squad_json}
-
-
-def task_type(task: Mapping[str, Any]) -> str:
-    """The task's type, `task_type` in its config (classification when it says none);
-    a tagging task must also name its metric."""
-    kind = task.get("task_type") or "classification"
-    if kind not in TASK_TYPES:
-        raise XittError(f"Task '{task['name']}' has task_type '{kind}'; the task types are "
-                        f"{', '.join(TASK_TYPES)}. Fix `task_type` in its config.")
-    if kind == "tagging" and task.get("metric") not in TAGGING_METRICS:
-        raise XittError(f"Tagging task '{task['name']}' has metric {task.get('metric')!r}; set `metric` in its "
-                        f"config to entity_f1 (NER, IOB2 tags) or word_accuracy (POS).")
-    return kind
 
 
 def missing_data_assets(task: Mapping[str, Any], lang: str, split: str) -> list[str]:
@@ -91,7 +73,7 @@ def load_split(task: Mapping[str, Any], lang: str, split: str) -> datasets.Datas
 
 def _source_rows(task: Mapping[str, Any], lang: str, split: str) -> datasets.Dataset:
     """A split's rows as the source has them, or its share of the split it is carved from."""
-    unify = {"classification": _unify, "tagging": _unify_tagging, "qa": _unify_qa}[task_type(task)]
+    unify = task_type(task).unify
     if task["source"] == "demo":
         demo_split = task["split_from"] if carves_split(task, split) else split
         whole = datasets.Dataset.from_dict(demo.demo_rows(task["corpus"], lang, demo_split))
@@ -155,117 +137,6 @@ def _read_file(task: Mapping[str, Any], part: FilePart, section: Mapping[str, An
     return datasets.Dataset.from_dict(columns)
 
 
-def _label_lookup(task: Mapping[str, Any], section: Mapping[str, Any], raw_values: list[Any],
-                  class_names: list[str] | None, where: str) -> dict[Any, int]:
-    """Each raw label value's index in the task's label list: a class name from the data's
-    own class list (so integer codes are never read by position), else the value as text;
-    then the source's `label_map`, then the task's (its label scheme)."""
-    labels = [str(label) for label in task["labels"]]
-    source_map = {str(key): str(value) for key, value in (section.get("label_map") or {}).items()}
-    task_map = {str(key): str(value) for key, value in (task.get("label_map") or {}).items()}
-    lookup, unknown = {}, []
-    for value in raw_values:
-        name = class_names[value] if class_names and isinstance(value, int) and 0 <= value < len(class_names) else value
-        name = str(name).strip()  # " positive " (spaces a spreadsheet or hand edit left) is "positive"
-        name = source_map.get(name, name)
-        name = task_map.get(name, name)
-        if name in labels:
-            lookup[value] = labels.index(name)
-        else:
-            unknown.append(value)
-    if unknown:
-        shown = ", ".join(repr(value) for value in sorted(unknown, key=str)[:10])
-        raise XittError(
-            f"Task '{task['name']}': {where} has label values {shown} that are not among the task's "
-            f"labels {labels}. Map them in the task config's `label_map` (source value: task label)"
-            f"{' (a value of -1 marks an unlabelled test set: evaluate on another split)' if -1 in unknown else ''}."
-        )
-    return lookup
-
-
-def _unify(raw: datasets.Dataset, task: Mapping[str, Any], section: Mapping[str, Any], where: str,
-           id_prefix: str) -> datasets.Dataset:
-    """Rename the source's columns to the task's fields (`columns: {ours: theirs}`) and map
-    its labels onto the task's label list; rows without an id get `<split>-<row number>`,
-    the same in every language of a parallel data set."""
-    columns = _source_columns(raw, task, section, [*task["text_fields"], "label"], where)
-    label_column = columns["label"]
-    feature = raw.features[label_column]
-    class_names = feature.names if isinstance(feature, datasets.ClassLabel) else None
-    lookup = _label_lookup(task, section, raw.unique(label_column), class_names, where)
-    id_column = columns["id"]
-    has_id = id_column in raw.column_names
-
-    def unify(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
-        out = {field: batch[columns[field]] for field in task["text_fields"]}
-        out["label"] = [lookup[value] for value in batch[label_column]]
-        out["id"] = ([str(value) for value in batch[id_column]] if has_id
-                     else [f"{id_prefix}-{index:07d}" for index in indices])
-        return out
-
-    unified = raw.map(unify, batched=True, with_indices=True, remove_columns=raw.column_names, desc=None)
-    return unified.select_columns(["id", *task["text_fields"], "label"])
-
-
-def _source_columns(raw: datasets.Dataset, task: Mapping[str, Any], section: Mapping[str, Any],
-                    wanted: list[str], where: str) -> dict[str, str]:
-    """The source's columns that hold the task's fields (`columns: {ours: theirs}`); fails
-    naming the missing ones and the setting that maps them."""
-    mapping = dict(section.get("columns") or {})
-    absent = [field for field in wanted if mapping.get(field, field) not in raw.column_names]
-    if absent:
-        raise XittError(
-            f"Task '{task['name']}': {where} has no column "
-            f"{', '.join(repr(mapping.get(field, field)) for field in absent)} (for the task's "
-            f"{', '.join(absent)}); its columns are: {', '.join(raw.column_names)}. Map them in the "
-            f"task config's `{section.get('declared_at', task['source'])}.columns` ({{task field: source column}})."
-        )
-    return {field: mapping.get(field, field) for field in [*wanted, "id"]}
-
-
-def _unify_tagging(raw: datasets.Dataset, task: Mapping[str, Any], section: Mapping[str, Any], where: str,
-                   id_prefix: str) -> datasets.Dataset:
-    """Words and their tags as label names of the task: a hub's class indices become the
-    class names, then the label maps apply, as for classification labels."""
-    columns = _source_columns(raw, task, section, ["tokens", "tags"], where)
-    feature = raw.features[columns["tags"]]
-    inner = getattr(feature, "feature", None)  # a sequence of class labels on the hub
-    class_names = inner.names if isinstance(inner, datasets.ClassLabel) else None
-    values = sorted({value for tags in raw[columns["tags"]] for value in tags}, key=str)
-    lookup = _label_lookup(task, section, values, class_names, where)
-    labels = list(task["labels"])
-    has_id = columns["id"] in raw.column_names
-
-    def unify(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
-        return {"id": ([str(value) for value in batch[columns["id"]]] if has_id
-                       else [f"{id_prefix}-{index:07d}" for index in indices]),
-                "tokens": batch[columns["tokens"]],
-                "tags": [[labels[lookup[tag]] for tag in tags] for tags in batch[columns["tags"]]]}
-
-    unified = raw.map(unify, batched=True, with_indices=True, remove_columns=raw.column_names, desc=None)
-    return unified.select_columns(["id", "tokens", "tags"])
-
-
-def _unify_qa(raw: datasets.Dataset, task: Mapping[str, Any], section: Mapping[str, Any], where: str,
-              id_prefix: str) -> datasets.Dataset:
-    """Questions with their context and gold answers (SQuAD's columns), and the column the
-    task is carved by (`split_group`, e.g. XQuAD's article `title`) when it is another one."""
-    unified_columns = ["id", "question", "context", "answers"]
-    group = [task["split_group"]] if task.get("split_group") not in (None, *unified_columns) else []
-    columns = _source_columns(raw, task, section, ["question", "context", "answers", *group], where)
-    has_id = columns["id"] in raw.column_names
-
-    def unify(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
-        return {"id": ([str(value) for value in batch[columns["id"]]] if has_id
-                       else [f"{id_prefix}-{index:07d}" for index in indices]),
-                **{field: batch[columns[field]] for field in ("question", "context", *group)},
-                "answers": [{"text": list(a["text"]), "answer_start": [int(s) for s in a["answer_start"]]}
-                            for a in batch[columns["answers"]]]}
-
-    unified = raw.map(unify, batched=True, with_indices=True, remove_columns=raw.column_names, desc=None)
-    return unified.select_columns([*unified_columns, *group])
-
-
 # -- carving and sampling ----------------------------------------------------------------
 
 
@@ -297,9 +168,10 @@ def _sample(task: Mapping[str, Any], rows: datasets.Dataset, lang: str, setting:
     rng = np.random.default_rng(int(sample["seed"]))
     if sample.get("n") is not None:
         return rows.select(sorted(rng.permutation(len(rows))[:int(sample["n"])].tolist()))
-    if sample.get("per_class") is None or task_type(task) != "classification":
+    has_classes = task_type(task).has_classes
+    if sample.get("per_class") is None or not has_classes:
         raise XittError(f"Task '{task['name']}' has `{setting}: {dict(sample)}`; give `n` (rows to keep) and "
-                        f"`seed`{', or `per_class` and `seed`' if task_type(task) == 'classification' else ''}, "
+                        f"`seed`{', or `per_class` and `seed`' if has_classes else ''}, "
                         f"e.g. `+target.{setting}={{n: 2000, seed: 1}}`.")
     per_class = int(sample["per_class"])
     labels = np.asarray(rows["label"])

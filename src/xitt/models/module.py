@@ -1,10 +1,10 @@
-"""The LightningModules, one per task type, sharing the encoder set-up and AdamW with
-linear warmup and decay (`EncoderModule`): sentence classification (a pooled head), token
-classification (a label per token) and extractive QA (start and end logits). Evaluation
-goes through Lightning's prediction loop (`predict_step`): the pipeline gathers the
-predictions of every rank and scores them with `xitt.metrics`. Validation (model selection,
-`xitt.stages.selection`) counts a classifier's development predictions in torchmetrics
-objects the module holds; tagging and QA predict the development set as the test sets."""
+"""What the LightningModule of every task type shares (`EncoderModule`): the encoder set-up,
+the non-finite-loss watch, and AdamW with linear warmup and decay. Each type's module and
+head are its unit's (`xitt.tasktypes.<type>.training`). Evaluation goes through Lightning's
+prediction loop (`predict_step`): the pipeline gathers the predictions of every rank and
+scores them through the type. Validation (model selection, `xitt.stages.selection`) is the
+type's too: a classifier counts its development predictions in torchmetrics objects, tagging
+and QA predict the development set as the test sets."""
 
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -13,40 +13,10 @@ import pytorch_lightning as pl
 from pytorch_lightning.plugins.precision import MixedPrecision
 import torch
 from torch import nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import get_linear_schedule_with_warmup
 
-POOLINGS = ("cls", "last", "mean")
-
-
-class ClassificationHead(nn.Module):
-    """Pool the encoder's states (first token, last real token, or mean), then
-    dropout-dense-tanh-dropout-linear as in RoBERTa's head."""
-
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float, pooling: str = "cls"):
-        super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
-        self.pooling = pooling
-        self.dropout = nn.Dropout(dropout)
-        self.dense = nn.Linear(hidden_size, hidden_size)
-        self.out = nn.Linear(hidden_size, num_labels)
-
-    def pool(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "cls":
-            return states[:, 0]
-        mask = attention_mask.unsqueeze(-1).to(states.dtype)
-        if self.pooling == "mean":
-            return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
-        # last real token, wherever the padding is (XLNet pads on the left)
-        positions = torch.arange(states.size(1), device=states.device).expand_as(attention_mask)
-        last = (positions * attention_mask).argmax(dim=1)
-        return states[torch.arange(states.size(0), device=states.device), last]
-
-    def forward(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        pooled = self.dropout(self.pool(states, attention_mask))
-        return self.out(self.dropout(torch.tanh(self.dense(pooled))))
+# The batch entries the encoder reads (the others are the type's targets and the row number).
+ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def wrap_layers_named(names: Sequence[str]):
@@ -101,7 +71,7 @@ class EncoderModule(pl.LightningModule):
 
     def states(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The encoder's last hidden states of a batch (the targets and row numbers left out)."""
-        inputs = {key: value for key, value in batch.items() if key not in NOT_MODEL_INPUTS}
+        inputs = {key: value for key, value in batch.items() if key in ENCODER_INPUTS}
         return self.encoder(**inputs).last_hidden_state
 
     def enable_activation_checkpointing(self) -> None:
@@ -190,125 +160,3 @@ class EncoderModule(pl.LightningModule):
         warmup = int(float(self.train_hparams["warmup_ratio"]) * total)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-# Batch entries that are targets or bookkeeping, not encoder inputs.
-NOT_MODEL_INPUTS = ("labels", "row", "start_positions", "end_positions")
-
-
-def _pad_to(values: torch.Tensor, length: int, fill: float) -> torch.Tensor:
-    """`values` (batch, L) padded on the right to (batch, length): every batch's rows get
-    the same width, whatever its own padded length."""
-    return nn.functional.pad(values, (0, length - values.size(1)), value=fill)
-
-
-def dev_metrics(num_labels: int) -> MetricCollection:
-    """A classifier's development scores (model selection): macro-F1 and accuracy. torchmetrics
-    counts each rank's predictions and sums the counts over the ranks when it computes, so
-    every rank scores the whole development set. Its macro-F1 leaves a class that is neither
-    a gold label nor a prediction out of the mean (torchmetrics >= 1.4), as
-    `xitt.metrics.classification.macro_f1` (the test records' F1, scikit-learn's default)
-    does; the two agree up to float32 rounding (tests/test_metric_crosscheck.py)."""
-    return MetricCollection({"f1": MulticlassF1Score(num_labels, average="macro"),
-                             "accuracy": MulticlassAccuracy(num_labels, average="micro")})
-
-
-class SequenceClassifier(EncoderModule):
-    """One label per text (pair): a pooled classification head."""
-
-    prediction_width = 3
-
-    def __init__(self, encoder: nn.Module, num_labels: int, hparams: Mapping[str, Any],
-                 pooling: str = "cls", dev_langs: Sequence[str] = ()):
-        super().__init__(encoder, hparams)
-        self.head = ClassificationHead(encoder.config.hidden_size, num_labels, float(hparams["dropout"]), pooling)
-        self.loss = nn.CrossEntropyLoss()
-        # One set of development metrics per development language, in the order of the
-        # validation loaders; the counts are not part of the weights.
-        self.dev_langs = tuple(dev_langs)
-        self.dev_metrics = nn.ModuleList(dev_metrics(num_labels) for _ in self.dev_langs)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
-        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs).last_hidden_state
-        return self.head(states, attention_mask)
-
-    def logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.head(self.states(batch), batch["attention_mask"])
-
-    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self.log_loss(self.loss(self.logits(batch), batch["labels"]), batch)
-
-    def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        """(row, gold, predicted) per example of the batch."""
-        predictions = self.logits(batch).argmax(dim=-1)
-        return torch.stack([batch["row"], batch["labels"], predictions], dim=1)
-
-    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        """The batch's predictions counted into its development language's metrics."""
-        self.dev_metrics[dataloader_idx].update(self.logits(batch).argmax(dim=-1), batch["labels"])
-
-    def dev_scores(self) -> dict[str, dict[str, float]]:
-        """Each development language's macro-F1 and accuracy (0-100) over the validation just
-        run, from the counts of every rank (a collective: every rank calls it), then reset
-        for the next validation."""
-        scores = {}
-        for lang, metrics in zip(self.dev_langs, self.dev_metrics):
-            scores[lang] = {name: 100.0 * float(value) for name, value in metrics.compute().items()}
-            metrics.reset()
-        return scores
-
-
-class TokenTagger(EncoderModule):
-    """One label per word (NER, POS): a linear layer over every token's state. The data
-    label only each word's first sub-word; every other position is -100, which the loss
-    ignores (xitt.data.f1_features.tag_features)."""
-
-    def __init__(self, encoder: nn.Module, num_labels: int, hparams: Mapping[str, Any]):
-        super().__init__(encoder, hparams)
-        self.max_length = int(hparams["max_length"])
-        self.prediction_width = 1 + self.max_length
-        self.head = nn.Sequential(nn.Dropout(float(hparams["dropout"])),
-                                  nn.Linear(encoder.config.hidden_size, num_labels))
-        self.loss = nn.CrossEntropyLoss(ignore_index=-100)
-
-    def logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.head(self.states(batch))
-
-    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self.logits(batch)
-        return self.log_loss(self.loss(logits.flatten(0, 1), batch["labels"].flatten()), batch)
-
-    def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        """(row, predicted label of each token position, -1 beyond the batch's length)."""
-        predictions = _pad_to(self.logits(batch).argmax(dim=-1), self.max_length, -1)
-        return torch.cat([batch["row"].unsqueeze(1), predictions], dim=1)
-
-
-class SpanExtractor(EncoderModule):
-    """Extractive QA: a start and an end logit per token; the loss is the mean of the two
-    cross-entropies (a window without the answer points both at its CLS token)."""
-
-    def __init__(self, encoder: nn.Module, hparams: Mapping[str, Any]):
-        super().__init__(encoder, hparams)
-        self.max_length = int(hparams["max_length"])
-        self.prediction_width = 1 + 2 * self.max_length
-        self.head = nn.Linear(encoder.config.hidden_size, 2)
-        self.loss = nn.CrossEntropyLoss()
-
-    def span_logits(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        start, end = self.head(self.states(batch)).float().unbind(dim=-1)
-        # padding can never be a start or an end
-        padding = batch["attention_mask"] == 0
-        return start.masked_fill(padding, -1e4), end.masked_fill(padding, -1e4)
-
-    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        start, end = self.span_logits(batch)
-        loss = (self.loss(start, batch["start_positions"]) + self.loss(end, batch["end_positions"])) / 2
-        return self.log_loss(loss, batch)
-
-    def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        """(row, start logits, end logits), each padded to `max_length` (float rows: a row
-        number below 2^24 is exact in float32)."""
-        start, end = self.span_logits(batch)
-        return torch.cat([batch["row"].unsqueeze(1).float(), _pad_to(start, self.max_length, -1e4),
-                          _pad_to(end, self.max_length, -1e4)], dim=1)

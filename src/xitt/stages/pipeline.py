@@ -5,10 +5,10 @@ store already holds.
   starts from) and store the model; ITT keeps the encoder only, target models their head too.
 - Evaluate: Lightning's prediction loop over every language's test set, predictions
   gathered from all ranks, turned into a predictions file per language (classes, tags per
-  word, answer texts) and scored from it with `xitt.metrics`, one record per language.
+  word, answer texts) and scored from it, one record per language.
 
-The task's type (classification, tagging, qa) decides the module (`classifier`) and how
-predictions become a predictions file (`predictions_file`); everything else is shared.
+The task's type (`xitt.tasktypes`) decides the module (`module_for`), how predictions become
+a predictions file and how it is scored; everything here is shared by every type.
 """
 
 import json
@@ -39,16 +39,15 @@ from xitt.core.store import META_FILE, ArtifactStore, library_versions, write_js
 from xitt.core.taskspec import split_note
 from xitt.core.validate import XITT_TRAINER_RULES
 from xitt.data.datamodule import TaskDataModule
-from xitt.data.tasks import load_split, missing_data_assets, task_type
+from xitt.data.tasks import load_split, missing_data_assets
 from xitt.data.tokenizer import load_tokenizer
-from xitt.metrics.degenerate import degenerate_predictions
-from xitt.metrics.predictions import prediction_scores
 from xitt.models.encoder import apply_freezing, build_encoder, count_parameters, load_encoder, missing_model_assets
-from xitt.models.module import EncoderModule, NonFiniteLoss, SequenceClassifier, SpanExtractor, TokenTagger
+from xitt.models.module import EncoderModule, NonFiniteLoss
 from xitt.stages.loggers import finish_logger, stage_logger
-from xitt.stages.predictions import gather_rows, predictions_file
 from xitt.stages.selection import select, selection_callbacks, trainer_settings
 from xitt.stages.resume import PreemptionGuard, StageCheckpoints
+from xitt.tasktypes import degenerate_predictions, prediction_scores, task_type
+from xitt.tasktypes.rows import gather_rows
 
 log = logging.getLogger(__name__)
 HEAD_FILE = "head.safetensors"
@@ -101,9 +100,6 @@ class CellRunner:
         self.sweep = sweep
         self.cell = Cell.from_config(cfg)
         self.results_dir = cell_results_dir(cfg.paths.results, self.cell)
-        for task in (self.cell.itt, self.cell.target):
-            if task:
-                task_type(task)  # an unknown task type or metric fails now, not after training
         processes = job_processes(cfg.trainer)
         strategy = start_ranks(self.trainer(), in_multirun()) if processes is None or processes > 1 else None
         self.ranks = Ranks(strategy)
@@ -169,24 +165,18 @@ class CellRunner:
 
     # -- stages ------------------------------------------------------------------------
 
-    def classifier(self, stage: Stage, tokenizer: PreTrainedTokenizerBase, start_dir: Path | None) -> EncoderModule:
-        """The model a stage starts from: the pretrained encoder (None), or the encoder of
-        the artifact in `start_dir` and its head when it has one; under the stage's
-        freezing, with a head for the stage's task type. An ITT artifact holds an encoder
-        only, so any task type can start from any ITT task's encoder."""
+    def module_for(self, stage: Stage, tokenizer: PreTrainedTokenizerBase, start_dir: Path | None) -> EncoderModule:
+        """The module a stage trains or evaluates: the pretrained encoder (None), or the
+        encoder of the artifact in `start_dir` and its head when it has one; under the
+        stage's freezing, with the module of the stage's task type. An ITT artifact holds an
+        encoder only, so any task type can start from any ITT task's encoder."""
         if start_dir is None:
             encoder = build_encoder(self.cell.model, len(tokenizer), tokenizer.pad_token_id, self.cell.seed)
         else:
             encoder = load_encoder(start_dir, self.cell.model.get("encoder_class", "AutoModel"))
         apply_freezing(encoder, stage.freezing["mode"], stage.freezing["k"])
-        kind = task_type(stage.task)
-        if kind == "tagging":
-            module = TokenTagger(encoder, len(stage.task["labels"]), stage.hparams)
-        elif kind == "qa":
-            module = SpanExtractor(encoder, stage.hparams)
-        else:
-            module = SequenceClassifier(encoder, len(stage.task["labels"]), stage.hparams, self.cell.model["pooling"],
-                                        dev_langs=stage.dev_langs if stage.validates else ())
+        module = task_type(stage.task).training.module(encoder, stage.task, stage.hparams, self.cell.model["pooling"],
+                                                       stage.dev_langs if stage.validates else ())
         if start_dir is not None and (start_dir / HEAD_FILE).is_file():
             module.head.load_state_dict(load_file(str(start_dir / HEAD_FILE)))
         return module
@@ -201,7 +191,7 @@ class CellRunner:
             # Seeded before the model is built: a fresh head's weights are drawn now, and must
             # not depend on what this process did before (other stages, other cells).
             pl.seed_everything(cell.seed, workers=True, verbose=False)
-            module = self.classifier(stage, tokenizer, self.store.path(*stage.start) if stage.start else None)
+            module = self.module_for(stage, tokenizer, self.store.path(*stage.start) if stage.start else None)
             metrics, weights = self.fit(stage, module, tokenizer)
             if out is not None:
                 save_trained(out, module, tokenizer, weights, with_head=stage.store == "target")
@@ -220,7 +210,7 @@ class CellRunner:
         """Score the stage's target model (from the store, or `model_dir`) on its languages;
         write one record per language (rank 0) and return them."""
         started = time.time()
-        module = self.classifier(stage, tokenizer, model_dir or self.store.path(stage.store, stage.key))
+        module = self.module_for(stage, tokenizer, model_dir or self.store.path(stage.store, stage.key))
         data = self.datamodule(stage.task, tokenizer, eval_langs=stage.eval_langs)
         logger = self.logger(stage)
         try:
@@ -233,6 +223,7 @@ class CellRunner:
             if self.ranks.is_zero:
                 params = count_parameters(module.encoder)
                 built = _meta_of(model_dir or self.store.path(stage.store, stage.key))
+                predictions_file = task_type(stage.task).training.predictions_file
                 records = {lang: self.write_record(stage, lang, predictions_file(stage.task, lang, rows[lang],
                                                                                  data.test_data[lang]),
                                                    params, started, built)
@@ -350,9 +341,7 @@ class CellRunner:
                           f"full precision (`trainer.precision=32-true`; it trains in {precision} now)")
         stopped = "It stopped there, and nothing was stored or recorded for it."
         if diverged.step == 0:  # no update yet: the starting model and the data, not the learning rate
-            truncated = (f" (with `{group}.hparams.max_length={stage.hparams['max_length']}`, a tagging batch can "
-                         f"lose every word to truncation: no token is labelled, and the mean loss is 0/0)"
-                         if task_type(stage.task) == "tagging" else "")
+            truncated = task_type(stage.task).diverged_hint(stage.task, group)
             return (f"Cell {self.cell.name}: the {stage.name} stage's training loss was {diverged.loss} at global "
                     f"step 0, before the first update, so the learning rate did not cause it: the starting model "
                     f"or the first batches did{truncated}. {stopped} Check the training data and "

@@ -5,12 +5,12 @@ Lightning's `ModelCheckpoint`) or the last one (`last`); `selection.patience` st
 training early (Lightning's `EarlyStopping`). The development languages are the stage's
 (`Stage.dev_langs`): English for zero-shot and few-shot targets, never a target language.
 
-Classification's macro-F1 and accuracy are torchmetrics objects of the module
-(`SequenceClassifier.dev_scores`), which torchmetrics sums over the ranks. Tagging and QA
-keep xitt's own scorers (`xitt.metrics`): entity F1 needs each sentence's words and SQuAD F1
-each answer's text from the context's characters, so their prediction rows are gathered
-from every rank and matched with the development examples, as the test sets are. Either
-way `DevScore` logs the one value that the curve, `ModelCheckpoint` and `EarlyStopping` read.
+How the development set is scored is the task type's (`dev_scores` of
+`xitt.tasktypes.<type>.training`): classification's macro-F1 and accuracy are torchmetrics
+objects of the module, which torchmetrics sums over the ranks; tagging and QA gather their
+prediction rows from every rank (`GATHERS_DEV_ROWS`) and score them as the test sets are.
+Either way `DevScore` logs the one value that the curve, `ModelCheckpoint` and
+`EarlyStopping` read.
 
 The callbacks' state (the curve, the best score and its checkpoint, early stopping's
 count) is part of the stage's preemption checkpoint, so a resumed stage selects as an
@@ -23,15 +23,11 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-from torchmetrics.classification import MulticlassF1Score
 
 from xitt.core.cell import Stage
 from xitt.core.taskspec import dev_split
 from xitt.data.datamodule import TaskDataModule
-from xitt.data.tasks import task_type
-from xitt.metrics.degenerate import degenerate_predictions
-from xitt.metrics.predictions import prediction_scores
-from xitt.stages.predictions import gather_rows, predictions_file
+from xitt.tasktypes import task_type
 
 MONITOR = "val/f1"
 SELECTION_FOLDER = "selection"  # in the stage's work folder: the best model's checkpoint
@@ -45,8 +41,7 @@ class DevScore(pl.Callback):
 
     def __init__(self, task: dict[str, Any], data: TaskDataModule, langs: tuple[str, ...]):
         self.task, self.data, self.langs = task, data, langs
-        # Classification is counted by the module's torchmetrics objects: no rows to gather.
-        self.gathers_rows = task_type(task) != "classification"
+        self.training = task_type(task).training
         self.curve: list[dict[str, Any]] = []
         self._rows: dict[int, list[torch.Tensor]] = {}
         # What `xitt.metrics.degenerate` saw in the last validation's predictions.
@@ -57,23 +52,14 @@ class DevScore(pl.Callback):
 
     def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        if self.gathers_rows:
+        if self.training.GATHERS_DEV_ROWS:
             self._rows[dataloader_idx].append(outputs.detach())
 
     def scores(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, dict[str, float]]:
-        """Each development language's scores (0-100; every rank takes part and gets the same)."""
-        if not self.gathers_rows:
-            # before dev_scores, which resets the counts
-            self.seen = [seen for lang, metrics in zip(self.langs, pl_module.dev_metrics)
-                         if (seen := degenerate_predictions(class_multisets(trainer, metrics["f1"], self.task),
-                                                            "development", lang))]
-            return pl_module.dev_scores()
-        scores, self.seen = {}, []
-        for index, lang in enumerate(self.langs):
-            rows = gather_rows(trainer, self._rows[index], pl_module.prediction_width)
-            predictions = predictions_file(self.task, lang, rows, self.data.dev_data[lang])
-            scores[lang] = {name: value for name, value in prediction_scores(predictions).items() if name != "n"}
-            self.seen += filter(None, [degenerate_predictions(predictions, "development", lang)])
+        """Each development language's scores (0-100; every rank takes part and gets the same),
+        and what the degenerate check saw in them (`seen`)."""
+        scores, self.seen = self.training.dev_scores(trainer, pl_module, self.task, self.langs, self._rows,
+                                                     self.data.dev_data)
         return scores
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -95,17 +81,6 @@ class DevScore(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.curve = list(state_dict["curve"])
-
-
-def class_multisets(trainer: pl.Trainer, f1: MulticlassF1Score, task: dict[str, Any]) -> dict[str, Any]:
-    """The gold and the predicted classes of a validation (every rank's, from the counts of
-    the module's macro-F1: gold = tp + fn, predicted = tp + fp per class), as a predictions
-    file's `gold` and `pred` lists for `degenerate_predictions`, which reads which classes
-    occur and how often, not which example had which."""
-    counts = trainer.strategy.reduce(torch.stack([f1.tp + f1.fn, f1.tp + f1.fp]), reduce_op="sum").cpu()
-    classes = torch.arange(counts.size(1))
-    return {"gold": classes.repeat_interleave(counts[0]).tolist(), "pred": classes.repeat_interleave(counts[1]).tolist(),
-            "labels": list(task["labels"])}
 
 
 def selection_callbacks(stage: Stage, data: TaskDataModule, work_dir: Path) -> list[pl.Callback]:
