@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-from conftest import run_script
+from conftest import compose, run_script
 from xitt import CONF_DIR
 from xitt.grid_expand import expand_grid
-from xitt.memory import ARCHITECTURES, Parallelism, architecture, estimate_memory, memory_warnings
+from xitt.memory import Parallelism, architecture, estimate_memory, memory_warnings
 
 # Two ITT choices x two freezing modes: the ITT model is shared by both freezing modes
 # (freezing applies to the target stage), so the grid trains 1 ITT and 4 target models.
@@ -145,30 +145,42 @@ def test_plan_power_needs_a_report_that_measured_it(tmp_path):
         plan_grid(grid, power_from=tmp_path / "old")
 
 
-def test_parameter_table_matches_published_sizes():
-    published = {("xlmr", "base"): 278e6, ("xlmr", "large"): 560e6, ("xlmr", "xl"): 3.5e9, ("xlmr", "xxl"): 10.7e9}
-    for key, params in published.items():
-        assert ARCHITECTURES[key].params == pytest.approx(params, rel=0.01)
-    # mT5 encoders (computed from the configs): small ~147M ... xxl ~5.7B
-    assert ARCHITECTURES[("mt5", "small")].params == pytest.approx(147e6, rel=0.02)
-    assert ARCHITECTURES[("mt5", "xxl")].params == pytest.approx(5.65e9, rel=0.02)
+def _shape(family: str, size: str):
+    """What the planner reads of a family's size: the `shape` its yaml declares."""
+    from xitt.core.cell import resolve_model
+
+    return architecture(resolve_model(compose(f"model={family}_{size}")))
+
+
+def test_family_shapes_match_published_and_computed_sizes():
+    published = {("xlmr", "base"): 278e6, ("xlmr", "large"): 560e6, ("xlmr", "xl"): 3.5e9, ("xlmr", "xxl"): 10.7e9,
+                 ("mmbert", "small"): 140e6, ("mmbert", "base"): 307e6}
+    for (family, size), params in published.items():
+        assert _shape(family, size).params == pytest.approx(params, rel=0.01)
+    # mT5 encoders, computed from each config: shared embedding, self-attention without
+    # biases (64 per head), a gated FFN, one RMS norm per sub-layer and a final one.
+    for size in ("small", "base", "large", "xl", "xxl"):
+        shape = _shape("mt5", size)
+        inner = shape.heads * 64
+        layer = 4 * shape.hidden * inner + 3 * shape.hidden * shape.ffn + 2 * shape.hidden
+        assert shape.params == shape.vocab * shape.hidden + shape.layers * layer + shape.hidden and shape.gated_ffn
+    assert _shape("mt5", "small").params == pytest.approx(147e6, rel=0.02)
     # The tiny demo encoder (211,968 parameters): counted from its shape with the declared
     # vocabulary (2000), an upper bound, as the trained tokenizer may use fewer tokens.
     from xitt.core.cell import resolve_model
-    from conftest import compose
 
     tiny = architecture(resolve_model(compose("model=tiny", "size=s")))
     assert 211_968 <= tiny.params <= 1.3 * 211_968
 
 
 def test_memory_estimates_choose_sharding_for_the_xxl_sizes():
-    xxl = ARCHITECTURES[("xlmr", "xxl")]
+    xxl = _shape("xlmr", "xxl")
     common = dict(precision="bf16-mixed", batch_size=32, seq_len=256, activation_checkpointing=True)
     ddp = estimate_memory(xxl, Parallelism("ddp", 8, False, False), **common)
     fsdp = estimate_memory(xxl, Parallelism("fsdp", 4, True, True), **common)
     assert not ddp.fits and ddp.total > 150  # 16 bytes x 10.7B parameters on every GPU
     assert fsdp.fits and 30 < fsdp.total < 70
-    base = estimate_memory(ARCHITECTURES[("xlmr", "base")], Parallelism("single", 1, False, False),
+    base = estimate_memory(_shape("xlmr", "base"), Parallelism("single", 1, False, False),
                            precision="bf16-mixed", batch_size=32, seq_len=256)
     assert 5 < base.total < 15  # xlmr-base fine-tunes in ~10 GB at this batch
     probe = estimate_memory(xxl, Parallelism("single", 1, False, False), trainable=0.0, **common)

@@ -82,37 +82,6 @@ class Architecture:
         return (self.params - self.embedding_params) // self.layers
 
 
-def _xlmr(params: float, hidden: int, layers: int, heads: int, ffn: int, vocab: int, source: str) -> Architecture:
-    return Architecture(int(params), hidden, layers, heads, ffn, vocab, False, source)
-
-
-def _mt5_encoder(hidden: int, layers: int, heads: int, ffn: int, head_dim: int = 64,
-                 vocab: int = 250_112) -> Architecture:
-    """mT5's encoder (the part xitt fine-tunes): shared embedding + layers of self-attention
-    (q, k, v, o without biases) and a gated FFN (wi_0, wi_1, wo), each with one RMS norm."""
-    inner = heads * head_dim
-    layer = 4 * hidden * inner + 3 * hidden * ffn + 2 * hidden
-    params = vocab * hidden + layers * layer + hidden  # + the final norm
-    return Architecture(params, hidden, layers, heads, ffn, vocab, True,
-                        "computed from the google/mt5-* config (encoder only)")
-
-
-# Parameter counts: XLM-R from the model cards and papers (Conneau et al. 2020; Goyal et
-# al. 2021, "Larger-Scale Transformers for Multilingual Masked Language Modeling"), the
-# architecture from each checkpoint's config.json; mT5 encoders computed from their configs.
-ARCHITECTURES: dict[tuple[str, str], Architecture] = {
-    ("xlmr", "base"): _xlmr(278e6, 768, 12, 12, 3072, 250_002, "FacebookAI/xlm-roberta-base"),
-    ("xlmr", "large"): _xlmr(560e6, 1024, 24, 16, 4096, 250_002, "FacebookAI/xlm-roberta-large"),
-    ("xlmr", "xl"): _xlmr(3.5e9, 2560, 36, 32, 10240, 250_880, "facebook/xlm-roberta-xl (Goyal et al. 2021)"),
-    ("xlmr", "xxl"): _xlmr(10.7e9, 4096, 48, 32, 16384, 250_880, "facebook/xlm-roberta-xxl (Goyal et al. 2021)"),
-    ("mt5", "small"): _mt5_encoder(512, 8, 6, 1024),
-    ("mt5", "base"): _mt5_encoder(768, 12, 12, 2048),
-    ("mt5", "large"): _mt5_encoder(1024, 24, 16, 2816),
-    ("mt5", "xl"): _mt5_encoder(2048, 24, 32, 5120),
-    ("mt5", "xxl"): _mt5_encoder(4096, 24, 64, 10240),
-}
-
-
 def bert_like(hidden: int, layers: int, heads: int, ffn: int, vocab: int, positions: int = 514,
               source: str = "") -> Architecture:
     """A BERT/RoBERTa-style encoder's size from its shape (embeddings with positions,
@@ -134,12 +103,13 @@ def architecture(model: dict[str, Any]) -> Architecture:
 
 
 def _full_architecture(model: dict[str, Any]) -> Architecture:
-    """The architecture of a resolved model config (`xitt.core.cell.resolve_model`):
-    from the table for the study's families, from the shape for the tiny models, from a
-    local checkpoint's config.json for `model=hf`."""
-    key = (model["family"], str(model["size"]))
-    if key in ARCHITECTURES:
-        return ARCHITECTURES[key]
+    """The architecture of a resolved model config (`xitt.core.cell.resolve_model`): the
+    `shape` its family file declares for the size, else the shape of the tiny models'
+    config, else a local checkpoint's config.json (`model=hf`, a depth ladder's folder)."""
+    if model.get("shape"):
+        shape = dict(model["shape"])
+        return Architecture(int(float(shape.pop("params"))), source=f"conf/model/{model['family']}.yaml",
+                            **{name: int(value) if name != "gated_ffn" else bool(value) for name, value in shape.items()})
     if model.get("source") == "scratch":
         hidden = int(model["hidden_size"])
         vocab = int(model.get("tokenizer", {}).get("vocab_size", 2000))
@@ -155,8 +125,9 @@ def _full_architecture(model: dict[str, Any]) -> Architecture:
                          source=str(config))
     raise XittError(
         f"The planner does not know the size of model family '{model['family']}' size '{model['size']}'. "
-        f"Add it to ARCHITECTURES in src/xitt/memory.py (parameters, hidden size, layers, heads, FFN "
-        f"size, vocabulary), or point `model.name_or_path` at a local checkpoint with a config.json."
+        f"Declare it in conf/model/{model['family']}.yaml under `sizes.{model['size']}.shape` ({{params, hidden, "
+        f"layers, heads, ffn, vocab}}, from the checkpoint's config.json and model card), or point "
+        f"`model.name_or_path` at a local checkpoint with a config.json."
     )
 
 

@@ -32,8 +32,8 @@ from omegaconf.errors import InterpolationToMissingValueError
 
 from xitt import XittError
 from xitt.core.fingerprints import file_fingerprint, folder_fingerprint
-from xitt.core.keys import (content_key, evaluation_settings, same_by_design_settings, task_key_view,
-                             training_label, training_settings)
+from xitt.core.keys import (content_key, evaluation_settings, model_key_view, same_by_design_settings,
+                             task_key_view, training_label, training_settings)
 from xitt.core.sources import FilePart, data_parts
 from xitt.core.taskspec import (dev_split, resolve_task, translate_train_section, with_translated_training,
                                 without_held_out_dev)
@@ -223,8 +223,8 @@ class Cell:
         folder what each of its files holds (an edited checkpoint is another model)."""
         path = str(self.model.get("name_or_path") or "")
         if self.model.get("source") == "scratch" or not path or not os.path.isdir(path):
-            return self.model
-        return {**self.model, "files": folder_fingerprint(path)}
+            return model_key_view(self.model)
+        return {**model_key_view(self.model), "files": folder_fingerprint(path)}
 
     @property
     def itt_langs(self) -> tuple[str, ...]:
@@ -344,7 +344,7 @@ class Cell:
         """The cell's identity, which names its records' folder: every setting that shapes its
         models (the trainer's included: records of two gradient clippings never share a
         folder), none of the languages it is scored in."""
-        return content_key({"cell": self.model, "itt": self.itt and task_key_view(self.itt),
+        return content_key({"cell": model_key_view(self.model), "itt": self.itt and task_key_view(self.itt),
                             "target": task_key_view(self.target), "transfer": self.transfer,
                             "freezing": self.freezing, "selection": self.selection, "seed": self.seed,
                             "training": self.training})

@@ -128,6 +128,11 @@ CELL_SETTINGS: dict[str, tuple[str, str]] = {
     "paths": (NO_EFFECT, "where outputs go"),
     "experiment": (NO_EFFECT, "a named preset of the other settings, which are classified themselves"),
 }
+# A model family's settings (conf/model/*.yaml) that do not shape the model; every other one
+# does (checkpoint, pooling, layers kept, encoder class, a tiny model's shape and config).
+MODEL_SETTINGS: dict[str, tuple[str, str]] = {
+    "shape": (NO_EFFECT, "the memory planner's figures (parameters, hidden size, layers, ...)"),
+}
 # A task's settings that do not shape a model trained on it; every other one does (a setting
 # not listed here, also one added with `+itt.<name>=...`, is keyed).
 TASK_SETTINGS: dict[str, tuple[str, str]] = {
@@ -191,6 +196,11 @@ def _shown(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return content_key(value)[:8]  # a plugin object: too long for a folder name
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def model_key_view(model: Mapping[str, Any]) -> dict[str, Any]:
+    """A resolved model as it enters the keys: every setting but those that do not shape it."""
+    return {name: value for name, value in model.items() if name not in MODEL_SETTINGS}
 
 
 def task_key_view(task: Mapping[str, Any]) -> dict[str, Any]:

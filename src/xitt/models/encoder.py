@@ -1,5 +1,7 @@
 """Building or loading an encoder (of a model resolved by `xitt.core.cell`), freezing it."""
 
+import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,14 +36,17 @@ def build_encoder(model: Mapping[str, Any], vocab_size: int, pad_token_id: int, 
     `source: scratch` built from its architecture with weights drawn from `seed`."""
     if model["source"] == "scratch":
         hidden = int(model["hidden_size"])
-        config = transformers.XLMRobertaConfig(
-            vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=int(model["num_hidden_layers"]),
-            num_attention_heads=int(model["num_attention_heads"]), intermediate_size=4 * hidden,
-            max_position_embeddings=514, pad_token_id=pad_token_id,
-        )
+        # The family's architecture is a transformers model_type (xlm-roberta, modernbert):
+        # its own config class, so no architecture is named in code.
+        config = transformers.AutoConfig.for_model(
+            str(model["architecture"]), vocab_size=vocab_size, hidden_size=hidden,
+            num_hidden_layers=int(model["num_hidden_layers"]), num_attention_heads=int(model["num_attention_heads"]),
+            intermediate_size=4 * hidden, max_position_embeddings=514, pad_token_id=pad_token_id,
+            **dict(model.get("config") or {}))
         torch.manual_seed(seed)
-        return transformers.XLMRobertaModel(config)
-    encoder = load_encoder(model["name_or_path"], model.get("encoder_class", "AutoModel"))
+        encoder = transformers.AutoModel.from_config(config)
+    else:
+        encoder = load_encoder(model["name_or_path"], model.get("encoder_class", "AutoModel"))
     if model.get("keep_layers"):
         keep_bottom_layers(encoder, int(model["keep_layers"]))
     return encoder
@@ -54,10 +59,16 @@ def keep_bottom_layers(encoder: nn.Module, keep: int) -> None:
     layers = _layer_list(encoder)
     if not 1 <= keep <= len(layers):
         raise XittError(f"model.keep_layers={keep} but the encoder has {len(layers)} layers; pick 1..{len(layers)}.")
+    full = len(layers)
     del layers[keep:]
     for name in ("num_hidden_layers", "num_layers", "n_layers"):
         if hasattr(encoder.config, name):
             setattr(encoder.config, name, keep)
+    # Settings given per layer (ModernBERT's `layer_types`: which layers attend globally)
+    # keep the kept layers' entries, or the config no longer validates when it is saved.
+    for name, value in vars(encoder.config).items():
+        if isinstance(value, list) and len(value) == full and name != "architectures":
+            setattr(encoder.config, name, value[:keep])
 
 
 def load_encoder(name_or_path: str | Path, encoder_class: str = "AutoModel") -> nn.Module:
@@ -86,6 +97,17 @@ def load_encoder(name_or_path: str | Path, encoder_class: str = "AutoModel") -> 
         # an fp16 checkpoint in fp16 ("auto"), and AdamW on fp16 weights loses the small
         # updates. Mixed or reduced precision is the trainer's `precision` setting.
         return loader.from_pretrained(str(name_or_path), dtype=torch.float32)
+    except pickle.UnpicklingError as error:
+        # A `.bin` checkpoint is a pickle: torch loads it weights-only (tensors and plain
+        # containers), and this one holds something else, which only code could rebuild.
+        needs = re.search(r"GLOBAL ([\w.]+)", str(error))
+        raise XittError(
+            f"Refusing to load the encoder '{name_or_path}': its PyTorch (.bin) weights hold objects besides "
+            f"tensors{f' (it asks for {needs.group(1)})' if needs else ''}, and rebuilding them would run code "
+            f"from the file. xitt loads weights only. Use a checkpoint that "
+            f"ships its weights as safetensors (model.safetensors) or as plain tensors, e.g. another revision "
+            f"of the model from its publisher."
+        ) from None
     except OSError as error:
         raise XittError(
             f"Could not load the encoder '{name_or_path}': {error}. If this machine has no "

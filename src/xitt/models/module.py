@@ -78,7 +78,10 @@ class EncoderModule(pl.LightningModule):
         """Recompute each layer's activations in the backward pass instead of keeping them:
         about a third more compute for activation memory that grows with one layer, not
         all of them; what lets the XL/XXL encoders train with a useful batch per GPU."""
-        self.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(self.encoder, "activation_checkpointing_enable"):  # its name since transformers 5.x
+            self.encoder.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            self.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int,
                         dataloader_idx: int = 0) -> torch.Tensor:
