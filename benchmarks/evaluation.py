@@ -70,8 +70,7 @@ def run(payload: dict) -> dict:
         def on_predict_end(self, *args):
             loop["end"] = time.perf_counter()
 
-    make_trainer = runner.trainer
-    runner.trainer = lambda **kw: make_trainer(**{**kw, "callbacks": [*kw.get("callbacks", []), PredictTimer()]})
+    runner.callbacks.append(PredictTimer())
     started = time.perf_counter()
     records = runner.evaluate(evaluate, tokenizer, model_dir)
     stage_s = time.perf_counter() - started

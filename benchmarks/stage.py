@@ -73,9 +73,7 @@ def stage_xitt(overrides: list[str]) -> dict:
             marks["trained"] = time.perf_counter()
 
     started = time.perf_counter()
-    runner = CellRunner(compose(*overrides))
-    make_trainer = runner.trainer
-    runner.trainer = lambda **kw: make_trainer(**{**kw, "callbacks": [*kw.get("callbacks", []), Marks()]})
+    runner = CellRunner(compose(*overrides), callbacks=[Marks()])
     stage = next(stage for stage in runner.cell.stages() if stage.name == "target")
     runner.train(stage, load_tokenizer(runner.cell.model, runner.store))
     ended = time.perf_counter()

@@ -147,12 +147,12 @@ def run_once(framework: str, runner, stage, tokenizer, data, precision: str, war
         shutil.rmtree(work_dir, ignore_errors=True)
         counters_for_stage(runner, counters)
         timer = step_timer(pl, step_times, checkpoint, Path(runner.cfg.paths.root) / "timed.ckpt")
-        make_trainer = runner.trainer
-        runner.trainer = lambda **kw: make_trainer(**{**kw, "callbacks": [*kw.get("callbacks", []), timer]})
+        runner.callbacks.append(timer)
         try:
             runner.fit(stage, module, tokenizer)
         finally:
-            del runner.trainer, runner.datamodule  # back to the class's methods
+            runner.callbacks.remove(timer)
+            del runner.datamodule  # back to the class's method
             shutil.rmtree(work_dir, ignore_errors=True)
     else:
         counters.append(CountingCollator(data.collate))

@@ -387,3 +387,24 @@ def test_oracle_logits_recover_real_xquad_answers(e5, shared, lang):
         start_char = example["answers"]["answer_start"][0]
         if offsets[start][0] == start_char and offsets[end][1] == start_char + len(golds[example_index]):
             assert predictions[example_index] == golds[example_index]
+
+
+def test_answers_not_where_their_offsets_say_are_counted_and_refused_above_a_small_share(caplog):
+    from xitt import XittError
+    from xitt.tasktypes.qa import MAX_MISPLACED_SHARE, check_answer_offsets
+
+    task = {"name": "qa_task"}
+    contexts = ["Paris is the capital of France."] * 200
+    right = {"text": ["Paris"], "answer_start": [0]}
+    wrong = {"text": ["France"], "answer_start": [3]}
+    ids = [f"q{i}" for i in range(200)]
+    # one misplaced answer in 200 (0.5%): kept, and said
+    check_answer_offsets(task, "local file x.json", ids, contexts, [wrong] + [right] * 199)
+    assert "1 of its 200 gold answers are not at their offset" in caplog.text and "'q0'" in caplog.text
+    # five (2.5%): refused, naming the file, the first question and what to check
+    assert 5 > MAX_MISPLACED_SHARE * 200
+    with pytest.raises(XittError) as refused:
+        check_answer_offsets(task, "local file x.json", ids, contexts, [right] * 195 + [wrong] * 5)
+    message = str(refused.value)
+    assert "x.json" in message and "'q195'" in message and "'France' at character 3" in message
+    assert "answer_start" in message and "\n" not in message

@@ -51,10 +51,7 @@ def train_in_process(root: Path, *overrides: str, callback) -> None:
     """Run the cell as train.py does (CellRunner.run), with `callback` added to its trainers."""
     from xitt.stages.pipeline import CellRunner
 
-    runner = CellRunner(compose(*SETTING, *overrides, f"paths.root={root}"))
-    make_trainer = runner.trainer
-    runner.trainer = lambda **kw: make_trainer(**{**kw, "callbacks": [*kw.get("callbacks", []), callback]})
-    runner.run()
+    CellRunner(compose(*SETTING, *overrides, f"paths.root={root}"), callbacks=[callback]).run()
 
 
 def target_selection(root: Path) -> tuple[str, dict]:

@@ -107,6 +107,15 @@ CATALOGUE = [
     ("+trainer.precison=32", ["trainer.precison", "did you mean `precision`"]),
     ("+trainer.max_epochs=3", ["trainer.max_epochs", "target.hparams.epochs"]),
     ("+trainer.check_val_every_n_epoch=2", ["trainer.check_val_every_n_epoch", "selection.every_n_epochs"]),
+    # The freezing and pooling a model is built with, and each task type's own settings.
+    ("freezing.mode=top", ["freezing.mode=top", "bottom_k"]),
+    ("freezing=bottom_k freezing.stages=[tgt]", ["freezing.stages", "itt, target"]),
+    ("model.pooling=max", ["model.pooling=max", "cls, last, mean"]),
+    ("target=demo_ner target.metric=f1", ["metric 'f1'", "entity_f1", "word_accuracy"]),
+    ("target=demo_qa target.doc_stride=80", ["target.doc_stride=80", "below 68"]),
+    ("target=demo_qa target.n_best=0", ["target.n_best=0", ">= 1"]),
+    ("target=demo_qa target.max_answer_length=abc", ["target.max_answer_length=abc", "whole number"]),
+    ("target=demo_qa +target.hparams.doc_stride=16", ["setting of the task", "target.doc_stride=16"]),
 ]
 
 

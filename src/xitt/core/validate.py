@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from xitt import XittError
 from xitt.core.keys import DEFAULTS, REFUSED, TRAINER_SETTINGS
 from xitt.tasktypes import task_type
+from xitt.tasktypes.classification import POOLINGS
 
 # A setting: how to read it (int, float, bool or str: see `typed`), the rule it must meet, the
 # rule in words.
@@ -133,6 +134,8 @@ TOP_LEVEL = ("size", "model", "itt", "target", "target_lang", "freezing", "trans
              "launcher", "paths", "experiment", "seed", "num_workers", "store_lock_timeout_s", "selection")
 TRANSFER_KEYS = ("mode", "train_lang", "k", "sample_seed", "hparams")
 FREEZING_KEYS = ("mode", "k", "stages")
+FREEZING_MODES = ("none", "embeddings", "bottom_k", "probe")
+FREEZING_STAGES = ("itt", "target")
 SELECTION_KEYS = ("itt", "target", "every_n_epochs", "patience")
 SELECTION_MODES = ("best", "last")
 # Names that become parts of folder names: a letter or digit first, then letters, digits
@@ -381,6 +384,18 @@ def check_cell(cfg: Any, model: Mapping[str, Any], tasks: Mapping[str, Mapping[s
             _fail(f"`freezing.{key}` is not a freezing setting; {_closest(str(key), list(FREEZING_KEYS))}"
                   f"The settings are: {', '.join(FREEZING_KEYS)}.")
     check_whole(cfg.freezing.get("k", 0), "freezing.k", 0, "a whole number >= 0 (layers frozen)")
+    if cfg.freezing.get("mode") not in FREEZING_MODES:
+        _fail(f"`freezing.mode={_shown(cfg.freezing.get('mode'))}` is not a freezing mode: use one of "
+              f"{', '.join(FREEZING_MODES)} (`freezing=none`, `freezing=embeddings`, `freezing=bottom_k freezing.k=4`, "
+              f"`freezing=probe`).")
+    stages = cfg.freezing.get("stages") or []
+    if not OmegaConf.is_list(stages) or any(stage not in FREEZING_STAGES for stage in stages):
+        _fail(f"`freezing.stages={_shown(stages)}` is not valid: it lists the training stages the freezing applies "
+              f"to, some of {', '.join(FREEZING_STAGES)} (e.g. `freezing.stages=[itt,target]`).")
+    if model.get("pooling") not in POOLINGS:
+        _fail(f"`model.pooling={_shown(model.get('pooling'))}` is not a pooling a classification head knows: use "
+              f"one of {', '.join(POOLINGS)} (`cls`: the first token, `mean`: the mean of the real tokens, `last`: the "
+              f"last real token, for left-padding models such as XLNet).")
     if model.get("keep_layers") is not None:
         check_whole(model["keep_layers"], "model.keep_layers", 1, "a whole number >= 1 (bottom layers kept)")
         full = encoder_layers(model)

@@ -12,8 +12,8 @@ from torch import nn
 
 from xitt import XittError
 from xitt.core.cell import is_local_path
+from xitt.core.validate import FREEZING_MODES
 
-FREEZING_MODES = ("none", "embeddings", "bottom_k", "probe")
 
 
 def missing_model_assets(model: Mapping[str, Any]) -> list[str]:

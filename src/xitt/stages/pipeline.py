@@ -16,6 +16,7 @@ import logging
 import shutil
 import time
 import warnings
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -94,10 +95,13 @@ class CellRunner:
     Built once per job: in a multi-process job it starts the process group first, since
     every store decision after that is collective."""
 
-    def __init__(self, cfg: DictConfig, sweep: str | None = None):
+    def __init__(self, cfg: DictConfig, sweep: str | None = None, callbacks: Sequence[pl.Callback] = ()):
+        """`callbacks`: Lightning callbacks added to every Trainer the runner builds (timers,
+        probes of a benchmark or a test); `runner.callbacks` may be extended later too."""
         quiet_libraries()
         self.cfg = cfg
         self.sweep = sweep
+        self.callbacks = list(callbacks)
         self.cell = Cell.from_config(cfg)
         self.results_dir = cell_results_dir(cfg.paths.results, self.cell)
         processes = job_processes(cfg.trainer)
@@ -284,6 +288,9 @@ class CellRunner:
                             version=f"{stage.name}-{stage.key[:8]}")
 
     def trainer(self, **overrides: Any) -> pl.Trainer:
+        """A Trainer of the cell's trainer config, with the runner's extra callbacks."""
+        if self.callbacks:
+            overrides["callbacks"] = [*overrides.get("callbacks", []), *self.callbacks]
         return build_trainer(self.cfg.trainer, **overrides)
 
     def fit(self, stage: Stage, module: EncoderModule,

@@ -13,6 +13,9 @@ from typing import Any
 from xitt.tasktypes.base import MIN_EXAMPLES, TaskType, class_names, label_lookup, row_ids, source_columns
 
 MACRO_F1 = "macro_f1"
+# How the head pools the encoder's states (a model family's `pooling`): the first token, the
+# last real token (left-padding models such as XLNet), or the mean of the real tokens.
+POOLINGS = ("cls", "last", "mean")
 
 
 class Classification(TaskType):

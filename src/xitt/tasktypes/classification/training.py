@@ -14,6 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from xitt.models.module import EncoderModule
+from xitt.tasktypes.classification import POOLINGS
 
 # What the model sees of a row (the target is renamed `labels` by the collator), and what is
 # kept beside it for scoring.
@@ -21,7 +22,6 @@ MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "label", "row"
 SCORING_COLUMNS = ("id",)
 # Its development predictions are counted by the module's torchmetrics objects, not gathered.
 GATHERS_DEV_ROWS = False
-POOLINGS = ("cls", "last", "mean")
 
 
 def tokenise(task: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase, max_length: int,

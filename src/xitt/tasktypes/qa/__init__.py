@@ -12,7 +12,8 @@ A predictions file: `task_type: qa`, `lang` (whose normalisation scores it; null
 SQuAD's), `ids`, `gold` (each question's gold answer texts), `pred` (one answer text each).
 """
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,10 @@ from xitt import XittError
 from xitt.tasktypes.base import MIN_EXAMPLES, TaskType, row_ids, source_columns
 
 QA_F1 = "qa_f1"
+# Answers whose text is not at their offset in the context, of all answers: a data set may
+# carry a few (they train towards the wrong span and are logged); more means a broken file.
+MAX_MISPLACED_SHARE = 0.01
+log = logging.getLogger(__name__)
 # Room a window keeps besides the question and the context: special tokens (<s> q </s></s> c </s>).
 SPECIAL_TOKENS = 4
 
@@ -64,6 +69,7 @@ class QA(TaskType):
                                 for a in batch[columns["answers"]]]}
 
         unified = raw.map(unify, batched=True, with_indices=True, remove_columns=raw.column_names, desc=None)
+        check_answer_offsets(task, where, unified["id"], unified["context"], unified["answers"])
         return unified.select_columns([*self.columns, *group])
 
     def scores(self, predictions: Mapping[str, Any]) -> dict[str, float]:
@@ -91,3 +97,26 @@ class QA(TaskType):
     def ratio_terms(self, metric: str, counts: Any) -> tuple[Any, Any]:
         f1 = counts[:, 0]  # the mean over questions
         return f1, np.ones_like(f1)
+
+
+def check_answer_offsets(task: Mapping[str, Any], where: str, ids: Sequence[str], contexts: Sequence[str],
+                         answers: Sequence[Mapping[str, list]]) -> None:
+    """Each gold answer's text where its `answer_start` says, in its context: a few misplaced
+    answers are counted and logged; above `MAX_MISPLACED_SHARE` of them the file is refused,
+    naming the first."""
+    misplaced, total = [], 0
+    for id_, context, answer in zip(ids, contexts, answers):
+        for text, start in zip(answer["text"], answer["answer_start"]):
+            total += 1
+            if context[start:start + len(text)] != text:
+                misplaced.append((id_, text, start))
+    if not misplaced:
+        return
+    id_, text, start = misplaced[0]
+    seen = f"{len(misplaced):,} of its {total:,} gold answers are not at their offset in the context"
+    if len(misplaced) > MAX_MISPLACED_SHARE * total:
+        raise XittError(
+            f"Task '{task['name']}': {where}: {seen} (the first: question {id_!r}, answer {text!r} at character "
+            f"{start}), more than {MAX_MISPLACED_SHARE:.0%}; a model would learn wrong spans. Check that `answer_start` "
+            f"counts characters of the same `context` text (not bytes, not after a cleaning step), or fix the file.")
+    log.warning("Task '%s': %s: %s (e.g. question %r); they are kept.", task["name"], where, seen, id_)
