@@ -164,7 +164,13 @@ def test_every_trainer_config_validates(trainer):
     "transfer=few_shot transfer.sample_seed=0", "+target.hparams.encoder_dropout=null",
 ])
 def test_valid_settings_still_pass(overrides):
-    Cell.from_config(compose(*overrides.split()))
+    cell = Cell.from_config(compose(*overrides.split()))
+    stages = cell.stages()
+    assert stages[-1].name == "evaluate" and all(len(stage.key) == 16 for stage in stages)
+    for override in overrides.split():  # the value asked for is the value the cell holds
+        name, value = override.lstrip("+").split("=", 1)
+        if name.startswith("trainer.") and value not in ("null", "auto") and not value.startswith("["):
+            assert str(cell.trainer[name.removeprefix("trainer.")]).lower() == value.lower(), override
 
 
 def test_the_copied_lightning_lists_match_lightning():

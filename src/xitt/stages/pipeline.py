@@ -34,7 +34,7 @@ from xitt.core.cell import Cell, Stage
 from xitt.core.jobs import in_multirun
 from xitt.core.keys import training_label
 from xitt.core.ranks import Ranks
-from xitt.core.records import (OTHER_SCORES, PREDICTIONS_SUFFIX, Record, cell_results_dir, pending_langs,
+from xitt.core.records import (PREDICTIONS_SUFFIX, Record, cell_results_dir, pending_langs,
                                read_records, record_path)
 from xitt.core.store import META_FILE, ArtifactStore, library_versions, write_json_atomic
 from xitt.core.taskspec import split_note
@@ -232,7 +232,7 @@ class CellRunner:
                                                                                  data.test_data[lang]),
                                                    params, started, built)
                            for lang in stage.eval_langs}
-                log_scores(logger, list(records.values()))
+                log_scores(logger, list(records.values()), stage.task)
             self.ranks.barrier("records written")
             return records
         finally:
@@ -446,13 +446,13 @@ def save_trained(out: Path, module: EncoderModule, tokenizer: PreTrainedTokenize
         save_file(head, str(out / HEAD_FILE))
 
 
-# The scores a record may carry besides F1 (None where the task type has no such score).
-def log_scores(logger, records: list[dict[str, Any]]) -> None:
-    """Per-language F1 (and the task's other scores) as scalars `test/<score>/<lang>` and,
-    for W&B, as one table."""
+def log_scores(logger, records: list[dict[str, Any]], task: dict[str, Any]) -> None:
+    """Per-language scores as scalars `test/<score>/<lang>` and, for W&B, as one table: the
+    task type's primary score and those of its companions the records carry."""
     if not logger:
         return
-    names = ["f1", *(name for name, _ in OTHER_SCORES if records and records[0].get(name) is not None)]
+    unit = task_type(task)
+    names = [unit.primary, *(name for name in unit.companions if records and records[0].get(name) is not None)]
     logger.log_metrics({f"test/{name}/{r['lang']}": r[name] for r in records for name in names})
     if hasattr(logger, "log_table"):
         logger.log_table(key="test/scores", columns=["lang", *names, "n"],

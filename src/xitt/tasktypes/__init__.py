@@ -34,11 +34,6 @@ def predictions_type(predictions: Mapping[str, Any]) -> TaskType:
     return _unit(predictions.get("task_type", DEFAULT), "A predictions file", "It was not written by xitt.")
 
 
-def score_fields() -> tuple[str, ...]:
-    """Every score field a record may carry besides the primary ones, in the types' order."""
-    return tuple(dict.fromkeys(name for unit in TYPES.values() for name in unit.companions))
-
-
 def prediction_scores(predictions: Mapping[str, Any]) -> dict[str, float]:
     """The scores a record carries (0-100), from its predictions file: the type's primary
     score and companions, and `n` (examples: texts, sentences or questions). The evaluation
