@@ -130,8 +130,8 @@ def test_each_setting_changes_what_its_class_says_and_nothing_else(tmp_path):
     shaping = {"trainer.precision=bf16-mixed": True, "trainer.gradient_clip_val=0.001": True,
                "+trainer.gradient_clip_algorithm=value": True, "trainer.accumulate_grad_batches=4": True,
                "+trainer.limit_train_batches=0.5": True, "+trainer.max_steps=7": True,
-               "+trainer.limit_val_batches=0.5": False, "+trainer.val_check_interval=0.5": False,
-               "+trainer.min_epochs=2": False, "+trainer.min_steps=40": False, "trainer.compile=true": None,
+               "+trainer.limit_val_batches=0.5": False, "+trainer.val_check_interval=0.5": None,
+               "+trainer.min_epochs=2": None, "+trainer.min_steps=40": None, "trainer.compile=true": None,
                "+trainer.plugins=[]": None}
     assert {name for name, (kind, _) in TRAINER_SETTINGS.items() if kind == SHAPES} == \
         {o.lstrip("+").removeprefix("trainer.").split("=")[0] for o in shaping}
@@ -139,8 +139,8 @@ def test_each_setting_changes_what_its_class_says_and_nothing_else(tmp_path):
     for override, must_differ in shaping.items():
         changed = Cell.from_config(compose(*STAGE, override))
         assert changed.target_key(["en"]) != target_key and changed.cell_key != cell.cell_key, override
-        if must_differ is None:  # keyed; not trained here (a compile takes minutes on a CPU)
-            continue
+        if must_differ is None:  # keyed; not trained here: whether they change this run's weights depends
+            continue             # on its curve (a compile would take minutes on a CPU)
         _, weights, built = _train([override], root)
         assert built["key"] != target_key
         folders.add(built["results_dir"])
