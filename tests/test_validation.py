@@ -13,6 +13,7 @@ from conftest import compose, run_script
 from xitt import CONF_DIR, XittError
 from xitt.core import validate
 from xitt.core.cell import Cell
+from xitt.core.keys import TRAINER_SETTINGS
 from xitt.core.records import stored_result_key
 from xitt.core.store import ArtifactStore
 from xitt.core.taskspec import resolve_task
@@ -185,7 +186,8 @@ def test_the_copied_lightning_lists_match_lightning():
     from pytorch_lightning.strategies import StrategyRegistry
 
     arguments = {name: parameter.default for name, parameter in inspect.signature(pl.Trainer).parameters.items()}
-    assert set(validate.TRAINER_ARGUMENTS) == set(arguments)
+    lightning_arguments = set(TRAINER_SETTINGS) - set(validate.XITT_TRAINER_RULES) - set(validate.HYDRA_KEYS)
+    assert lightning_arguments == set(arguments)
     assert all(arguments[name] is None for name in validate.NULLABLE if name in arguments)
     assert set(validate.PRECISIONS) == {str(value) for kind in get_args(_PRECISION_INPUT) for value in get_args(kind)}
     assert set(validate.STRATEGIES) == {"auto", *StrategyRegistry.available_strategies()}

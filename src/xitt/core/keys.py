@@ -36,8 +36,10 @@ STORE_FORMAT = 4
 SHAPES, SAME_BY_DESIGN, EVALUATION, NO_EFFECT, REFUSED, SET_BY_STAGES = (
     "shapes", "same_by_design", "evaluation", "no_effect", "refused", "set_by_stages")
 
-# Every key the `trainer` group accepts: Lightning's Trainer arguments (pytorch_lightning 2.6,
-# compared with its signature by tests/test_validation.py), xitt's own and Hydra's.
+# Every key the `trainer` group accepts, and so the one list of them: Lightning's Trainer
+# arguments (pytorch_lightning 2.6; Lightning's own list needs torch, which validation does not
+# load, so it is copied here and tests/test_keys.py compares it with the Trainer's signature),
+# xitt's own (`xitt.core.validate.XITT_TRAINER_RULES`) and Hydra's two.
 TRAINER_SETTINGS: dict[str, tuple[str, str]] = {
     # -- shapes the weights --
     "precision": (SHAPES, "the arithmetic of every step"),
@@ -90,10 +92,13 @@ TRAINER_SETTINGS: dict[str, tuple[str, str]] = {
     "barebones": (REFUSED, "a mode without the callbacks that select, checkpoint and resume the model"),
     "model_registry": (REFUSED, "an upload of checkpoints to Lightning's model registry: xitt keeps its models "
                                 "in its artifact store and needs no network"),
-    # -- set by each stage from keyed settings (xitt.core.validate.SET_BY_STAGES says from which) --
-    **{name: (SET_BY_STAGES, "set by each stage") for name in (
-        "max_epochs", "logger", "callbacks", "enable_checkpointing", "check_val_every_n_epoch",
-        "use_distributed_sampler")},
+    # -- set by each stage itself, from (a value here would be overridden unseen) --
+    "max_epochs": (SET_BY_STAGES, "the task's epochs (`itt.hparams.epochs`, `target.hparams.epochs`)"),
+    "logger": (SET_BY_STAGES, "the `logger` group (`logger=csv`, `logger=wandb`, `logger=none`)"),
+    "callbacks": (SET_BY_STAGES, "xitt (checkpoints, model selection, early stopping)"),
+    "enable_checkpointing": (SET_BY_STAGES, "model selection (`selection.itt`, `selection.target`)"),
+    "check_val_every_n_epoch": (SET_BY_STAGES, "`selection.every_n_epochs`"),
+    "use_distributed_sampler": (SET_BY_STAGES, "xitt (its DataModule splits the batches over the ranks itself)"),
 }
 # What an absent trainer setting means: Lightning's default (its signature's; compared by
 # tests/test_keys.py) or xitt's. A REFUSED setting may only have this value.

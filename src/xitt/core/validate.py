@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from xitt import XittError
-from xitt.core.keys import DEFAULTS, REFUSED, TRAINER_SETTINGS
+from xitt.core.keys import DEFAULTS, REFUSED, SET_BY_STAGES, TRAINER_SETTINGS
 from xitt.tasktypes import task_type
 from xitt.tasktypes.classification import POOLINGS
 
@@ -41,22 +41,13 @@ NULLABLE = ("encoder_dropout", "gradient_clip_val", "gradient_clip_algorithm", "
             "min_steps", "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
             "val_check_interval", "store_lock_timeout_s")
 
-# The Lightning Trainer (pytorch_lightning 2.6): its arguments, and the values it accepts
-# where it names them. xitt checks them here, with the other settings, because Lightning
-# checks them only when a stage builds its Trainer (after the tokenizer and earlier stages
-# may have been stored), some with a traceback and some not at all (`log_every_n_steps=0`
-# divides by zero at the first step). Lightning keeps these lists private (or in
-# registries that need torch, which validation does not load), so they are copied here;
-# tests/test_validation.py compares each with Lightning's own.
-TRAINER_ARGUMENTS = (
-    "accelerator", "strategy", "devices", "num_nodes", "precision", "logger", "callbacks", "fast_dev_run",
-    "max_epochs", "min_epochs", "max_steps", "min_steps", "max_time", "limit_train_batches", "limit_val_batches",
-    "limit_test_batches", "limit_predict_batches", "overfit_batches", "val_check_interval", "check_val_every_n_epoch",
-    "num_sanity_val_steps", "log_every_n_steps", "enable_checkpointing", "enable_progress_bar",
-    "enable_model_summary", "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm",
-    "deterministic", "benchmark", "inference_mode", "use_distributed_sampler", "profiler", "detect_anomaly",
-    "barebones", "plugins", "sync_batchnorm", "reload_dataloaders_every_n_epochs", "default_root_dir",
-    "enable_autolog_hparams", "model_registry")
+# The values Lightning's Trainer accepts where it names them (its arguments themselves are
+# `xitt.core.keys.TRAINER_SETTINGS`). xitt checks them here, with the other settings, because
+# Lightning checks them only when a stage builds its Trainer (after the tokenizer and earlier
+# stages may have been stored), some with a traceback and some not at all
+# (`log_every_n_steps=0` divides by zero at the first step). Lightning keeps these lists
+# private (or in registries that need torch, which validation does not load), so they are
+# copied here; tests/test_validation.py compares each with Lightning's own.
 # lightning_fabric's `_PRECISION_INPUT`, as text (`trainer.precision=32` composes to an int).
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "transformer-engine",
               "transformer-engine-float16", "32", "16", "bf16", "64")
@@ -103,16 +94,6 @@ TRAINER_RULES: dict[str, Rule] = {
     "sync_batchnorm": FLAG,
     "reload_dataloaders_every_n_epochs": (int, lambda v: v >= 0, "a whole number >= 0"),
     "enable_autolog_hparams": FLAG,
-}
-# Trainer arguments that every stage sets itself (a value in the config would be overridden
-# unseen), with what decides them.
-SET_BY_STAGES = {
-    "max_epochs": "the task's epochs (`itt.hparams.epochs`, `target.hparams.epochs`)",
-    "logger": "the `logger` group (`logger=csv`, `logger=wandb`, `logger=none`)",
-    "callbacks": "xitt (checkpoints, model selection, early stopping)",
-    "enable_checkpointing": "model selection (`selection.itt`, `selection.target`)",
-    "check_val_every_n_epoch": "`selection.every_n_epochs`",
-    "use_distributed_sampler": "xitt (its DataModule splits the batches over the ranks itself)",
 }
 # xitt's own keys of the `trainer` group, read by the stages and the planner, not passed on.
 XITT_TRAINER_RULES: dict[str, Rule] = {
@@ -224,15 +205,15 @@ def _is_object(value: Any) -> bool:
 def check_trainer(trainer: Any) -> None:
     """The `trainer` group: every key an argument of Lightning's Trainer or one of xitt's,
     each valid, so that no stage fails when it builds its Trainer."""
-    known = [*TRAINER_ARGUMENTS, *XITT_TRAINER_RULES, *HYDRA_KEYS]
     for key in map(str, trainer.keys()):
         if key not in TRAINER_SETTINGS:
             _fail(f"`trainer.{key}` is neither an argument of Lightning's Trainer nor one of xitt's trainer "
-                  f"settings ({', '.join(XITT_TRAINER_RULES)}); {_closest(key, known)}Fix or remove the override.")
-        if key in SET_BY_STAGES:
-            _fail(f"`trainer.{key}` is set by each stage itself, from {SET_BY_STAGES[key]}, so a value here would "
-                  f"be overridden unseen. Remove `trainer.{key}` and set that instead.")
+                  f"settings ({', '.join(XITT_TRAINER_RULES)}); {_closest(key, list(TRAINER_SETTINGS))}Fix or "
+                  f"remove the override.")
         kind, why = TRAINER_SETTINGS[key]
+        if kind == SET_BY_STAGES:
+            _fail(f"`trainer.{key}` is set by each stage itself, from {why}, so a value here would "
+                  f"be overridden unseen. Remove `trainer.{key}` and set that instead.")
         if kind == REFUSED and trainer.get(key) not in (DEFAULTS[key], None):
             _fail(f"`trainer.{key}={_shown(trainer.get(key))}` cannot be honoured by a stored stage ({why}): xitt "
                   f"stores every trained model for reuse by later cells and runs. Remove it; to train less, "
