@@ -27,6 +27,7 @@ from sklearn.metrics import f1_score
 from xitt.analysis import (Estimate, ReportError, analyse, bootstrap_macro_f1, build_report,
                            interval_matrix, language_groups, load_results, macro_f1,
                            pool_seeds)
+from xitt.analysis.report import answers
 from xitt.analysis.stats import resample_indices
 
 N_CLASSES = 3
@@ -113,7 +114,8 @@ def write_results(root: Path, outputs: list[tuple[dict, dict]]) -> list[Path]:
     for record, predictions in outputs:
         folder = root / record["cell_name"]
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{record['lang']}.predictions.json").write_text(json.dumps(predictions))
+        if predictions is not None:
+            (folder / f"{record['lang']}.predictions.json").write_text(json.dumps(predictions))
         path = folder / f"{record['lang']}.json"
         path.write_text(json.dumps(record))
         paths.append(path)
@@ -272,12 +274,12 @@ def test_build_report_writes_tables_plots_and_answer_and_logs_to_wandb(tmp_path)
         assert files[name].is_file() and files[name].stat().st_size > 0, name
     pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
     slug = "tiny-xnli-zero_shot-none-en"
-    assert pngs == [f"f1_vs_size_{slug}.png", f"gain_by_group_{slug}.png",
-                    f"gain_heatmap_{slug}-demo.png", f"gain_vs_size_{slug}.png"]
+    assert pngs == [f"gain_by_group_{slug}.png", f"gain_heatmap_{slug}-demo.png", f"gain_vs_size_{slug}.png",
+                    f"score_vs_size_{slug}.png"]
 
     summary = pd.read_csv(files["summary.csv"])
     assert len(summary) == 3 * 2 * 3 * 3  # sizes x itt x seeds x languages
-    np.testing.assert_allclose(summary["f1"], summary["f1_from_predictions"])
+    np.testing.assert_allclose(summary["f1"], summary["score_from_predictions"])
     assert summary.set_index("lang")["resource"].to_dict() == {
         "de": "high", "sw": "low", "xx": "other"}
 
@@ -380,3 +382,23 @@ def test_language_groups_put_unknown_codes_in_other():
     assert language_groups("zh-CN") == ("high", "Han")
     assert language_groups("ur") == ("low", "Arabic")
     assert language_groups("xx") == ("other", "other")
+
+
+def test_gains_read_each_records_primary_score_not_f1_by_name(tmp_path):
+    """A target whose task type's primary score is an accuracy: records name it (`metric`) and
+    hold no F1; scores, gains and sentences are in its points."""
+    outputs = simulate(SyntheticGrid(), np.random.default_rng(0))
+    for record, _ in outputs:
+        record.update(metric="accuracy", predictions="")
+        del record["f1"]
+    write_results(tmp_path / "results", [(record, None) for record, _ in outputs])  # recorded scores only
+    analysis = analyse(load_results([tmp_path / "results"]), n_bootstrap=50)
+    records = pd.DataFrame([record for record, _ in outputs])
+    expected = records[records["lang"] == "de"].groupby(["size", "itt"])["accuracy"].mean()
+    scores = analysis.scores[analysis.scores["scope"] == "language"].set_index("group")
+    de = scores.loc["de"].set_index(["size", "itt"])
+    assert set(scores["metric"]) == {"accuracy"}
+    assert de["score"].sort_index().to_numpy() == pytest.approx(expected.sort_index().to_numpy())
+    (answer,) = answers(analysis)
+    assert answer["sentence"].startswith("ITT with demo changes xnli accuracy (")
+    assert "F1" not in answer["sentence"]

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from conftest import DEMO_LANGS, REPO, run_script
 from xitt.analysis import analyse, build_report, load_results

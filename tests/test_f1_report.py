@@ -94,15 +94,15 @@ def test_the_report_recomputes_the_recorded_f1_of_every_task_type(tmp_path):
         summary = analyse(results, n_bootstrap=50).summary.set_index("target")
     for target, f1 in expected.items():
         assert summary.loc[target, "f1"] == pytest.approx(f1)
-        assert summary.loc[target, "f1_from_predictions"] == pytest.approx(f1, abs=1e-9)
-        assert summary.loc[target, "f1_ci_low"] <= f1 <= summary.loc[target, "f1_ci_high"]
+        assert summary.loc[target, "score_from_predictions"] == pytest.approx(f1, abs=1e-9)
+        assert summary.loc[target, "score_ci_low"] <= f1 <= summary.loc[target, "score_ci_high"]
 
 
 def test_a_recorded_f1_that_its_predictions_do_not_give_is_flagged(tmp_path):
     write_record(tmp_path, NER, target="panx", f1=90.0)
     with pytest.warns(UserWarning, match="recorded F1 90.00 but the F1 of its predictions"):
         summary = analyse(load_results([tmp_path]), n_bootstrap=20).summary
-    assert summary["f1_from_predictions"].iloc[0] == pytest.approx(200 / 3)
+    assert summary["score_from_predictions"].iloc[0] == pytest.approx(200 / 3)
 
 
 def test_unreadable_tagging_or_qa_predictions_are_listed_not_fatal(tmp_path):
@@ -183,8 +183,8 @@ def test_one_sentence_holding_all_entities_gives_the_wide_interval_of_one_unit(t
     write_record(tmp_path, predictions, target="panx")
     results = load_results([tmp_path])
     summary = analyse(results, n_bootstrap=2000).summary.iloc[0]
-    assert summary["f1_from_predictions"] == pytest.approx(50.0)
-    assert (summary["f1_ci_low"], summary["f1_ci_high"]) == (0.0, 100.0)
+    assert summary["score_from_predictions"] == pytest.approx(50.0)
+    assert (summary["score_ci_low"], summary["score_ci_high"]) == (0.0, 100.0)
 
     numerators, denominators = results.predictions[0].ratio_terms()
     replicates = bootstrap_ratio(numerators, denominators, 4000, np.random.default_rng(1))[0]
@@ -277,7 +277,7 @@ def test_the_report_of_a_ner_grid_finds_the_known_gain(tmp_path):
     assert report["n_records"] == 24 and report["n_missing_counterparts"] == 0
     summary = pd.read_csv(report["files"]["summary.csv"])
     assert summary["has_predictions"].all()
-    np.testing.assert_allclose(summary["f1_from_predictions"], summary["f1"], atol=1e-9)
+    np.testing.assert_allclose(summary["score_from_predictions"], summary["f1"], atol=1e-9)
 
     gains = pd.read_csv(report["files"]["gains.csv"])
     gains = gains[gains["scope"].isin(["language", "overall"])]

@@ -30,7 +30,7 @@ def test_report_of_the_demo_grid_states_the_gain_per_size(demo_grid, tmp_path):
     for name in ("summary.csv", "gains.csv", "report.md"):
         assert (tmp_path / name).is_file(), name
     assert list(tmp_path.glob("gain_vs_size_*.png")) and list(tmp_path.glob("gain_heatmap_*.png"))
-    assert list(tmp_path.glob("f1_vs_size_*.png")) and list(tmp_path.glob("*.tex"))
+    assert list(tmp_path.glob("score_vs_size_*.png")) and list(tmp_path.glob("*.tex"))
     report = (tmp_path / "report.md").read_text()
     assert re.search(r"ITT with demo changes demo F1 \(.*\) by [+-]\d+\.\d \[", report), report[:3000]
     for size in ("s", "m", "l"):

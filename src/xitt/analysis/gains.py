@@ -1,17 +1,21 @@
-"""From records to the answer: mean F1, ITT gain and the gain's trend with model size.
+"""From records to the answer: mean score, ITT gain and the gain's trend with model size.
+
+A record's score is its task type's primary score (``metric``: F1 for classification,
+tagging, QA and mining, accuracy for a type scored by it); every table below is in points
+of that score, and a setting (one target) has one.
 
 The research question compares, for each model size, a cell trained with an English
 intermediate task against its *twin* without one (``itt == "none"``, everything else
 equal: model, size, target task, transfer mode, freezing, training and test language).
 This module builds four tables, all with intervals from ``stats``:
 
-* ``summary``: one row per record (cell x language x seed), F1 with an interval over
+* ``summary``: one row per record (cell x language x seed), its score with an interval over
   test examples;
-* ``scores``: F1 averaged over seeds, per cell and language and pooled over languages;
-* ``gains``: ITT minus no-ITT F1 on the same seeds (where the twin has them), per language
+* ``scores``: the score averaged over seeds, per cell and language and pooled over languages;
+* ``gains``: ITT minus no-ITT score on the same seeds (where the twin has them), per language
   and pooled over language groups; an ITT cell without a twin gets a row with
   ``status == "missing_counterpart"``;
-* ``trends``: the least-squares slope of the gain against log10(parameters), in F1 points
+* ``trends``: the least-squares slope of the gain against log10(parameters), in points
   per tenfold increase of parameters, per language, language group and overall.
 
 Every estimate has two intervals: ``ci_low``/``ci_high`` over seeds and test examples (the
@@ -21,7 +25,7 @@ trained models).  Gains and slopes also get the tests dual to them, ``p_value`` 
 or includes it, or ``too_few_seeds`` where ``seed_level_claim`` is False (see ``stats``).
 Gains also say what the design could detect (``stats``, Power): ``mde``, the smallest true
 gain that the seed-level test detects with 80% power; ``seeds_for_2pt`` and
-``seeds_for_observed``, how many seeds would detect a gain of ``REFERENCE_GAIN`` F1 points
+``seeds_for_observed``, how many seeds would detect a gain of ``REFERENCE_GAIN`` points
 and one of the observed size (inf: more than ``MAX_SEEDS``); and the two variances they are
 computed from, ``seed_variance`` and ``test_variance``, which ``xitt.plan --power-from``
 reads to plan another grid.
@@ -44,7 +48,8 @@ import numpy as np
 import pandas as pd
 
 from xitt.metrics.classification import macro_f1
-from xitt.tasktypes.classification import MACRO_F1
+
+from xitt.core.records import score_title
 
 from .languages import language_groups
 from .records import CELL_KEYS, NO_ITT, SETTING_KEYS, Predictions, Results
@@ -63,9 +68,9 @@ SCOPES: dict[str, Callable[[str], str]] = {
     "script": lambda lang: language_groups(lang).script,
     "overall": lambda lang: OVERALL,
 }
-# Recomputed and recorded F1 differing by more than this means the two definitions differ.
-F1_MISMATCH_TOLERANCE = 0.05
-# F1 points: a gain of the size X-STILTs reports for ITT on most tasks (1-3 points), for
+# Recomputed and recorded scores differing by more than this means the two definitions differ.
+SCORE_MISMATCH_TOLERANCE = 0.05
+# Points of the score: a gain of the size X-STILTs reports for ITT on most tasks (1-3 points), for
 # which every gain states how many seeds would detect it (``seeds_for_2pt``).
 REFERENCE_GAIN = 2.0
 
@@ -76,7 +81,7 @@ _POOLED = ["scope", "group", "ci_low", "ci_high", "ci_low_test_set", "ci_high_te
            "seed_level_claim", "n_languages", "status"]
 _TESTS = ["p_value", "verdict", "p_value_test_set"]
 POWER_COLUMNS = ["mde", "seeds_for_2pt", "seeds_for_observed", "seed_variance", "test_variance"]
-SCORE_COLUMNS = [*CELL_KEYS, "f1", *_POOLED]
+SCORE_COLUMNS = [*CELL_KEYS, "metric", "score", *_POOLED]
 GAIN_COLUMNS = [*CELL_KEYS, "gain", *_TESTS, *POWER_COLUMNS, *_POOLED]
 TREND_COLUMNS = [*SETTING_KEYS, "itt", "sizes", "slope_per_decade", *_TESTS, *_POOLED]
 
@@ -130,10 +135,13 @@ def analyse(results: Results, *, n_bootstrap: int = 1000, level: float = 0.95,
     score_rows, score_estimates = [], {}
     for key, per_seed in cell_estimates.items():
         score_estimates[key] = pool_seeds(per_seed)
-        score_rows.append({**_row(key, "language", key[-1], score_estimates[key], level, "f1"),
+        score_rows.append({**_row(key, "language", key[-1], score_estimates[key], level, "score"),
                            "warnings": "; ".join(f"seed {seeds[record_id]}: {warnings[record_id]}"
                                                  for record_id in groups[key] if warnings[record_id])})
-    score_rows += _pooled_rows(score_estimates, level, "f1")
+    score_rows += _pooled_rows(score_estimates, level, "score")
+    metric_of = dict(zip(records["target"], records["metric"]))  # a target has one primary score
+    for row in score_rows:
+        row["metric"] = metric_of[row["target"]]
 
     gain_rows, gain_estimates = _gains(gain_estimates_in, level)
     gain_rows += [{**row, "status": OK, "note": ""}
@@ -154,8 +162,9 @@ def analyse(results: Results, *, n_bootstrap: int = 1000, level: float = 0.95,
 
 
 def _run_estimates(results: Results, n_bootstrap: int, seed: int) -> dict[int, Estimate]:
-    """Each record's F1 with its bootstrap replicates; records of a test set share resamples."""
-    recorded_f1 = results.records["f1"].tolist()
+    """Each record's score with its bootstrap replicates; records of a test set share resamples."""
+    recorded = results.records["score"].tolist()
+    metrics = results.records["metric"].tolist()
     paths = results.records["record_path"].tolist()
     estimates = {}
     by_test_set = defaultdict(list)
@@ -164,35 +173,36 @@ def _run_estimates(results: Results, n_bootstrap: int, seed: int) -> dict[int, E
         by_test_set[predictions.metric, predictions.test_set].append(record_id)
     for (_, test_set), record_ids in by_test_set.items():
         members = [results.predictions[record_id] for record_id in record_ids]
-        f1s, replicates = _recomputed_f1(members, n_bootstrap, stable_rng(seed, test_set))
-        for record_id, f1, member_replicates in zip(record_ids, f1s, replicates):
-            if abs(recorded_f1[record_id] - f1) > F1_MISMATCH_TOLERANCE:
-                warnings.warn(f"{paths[record_id]}: recorded F1 {recorded_f1[record_id]:.2f} "
-                              f"but the F1 of its predictions is {f1:.2f}; the report "
+        scores, replicates = _recomputed_scores(members, n_bootstrap, stable_rng(seed, test_set))
+        for record_id, score, member_replicates in zip(record_ids, scores, replicates):
+            if abs(recorded[record_id] - score) > SCORE_MISMATCH_TOLERANCE:
+                title = score_title(metrics[record_id])
+                warnings.warn(f"{paths[record_id]}: recorded {title} {recorded[record_id]:.2f} "
+                              f"but the {title} of its predictions is {score:.2f}; the report "
                               "uses the latter", stacklevel=3)
-            estimates[record_id] = Estimate(f1, member_replicates)
-    for record_id, f1 in enumerate(recorded_f1):
-        if record_id not in estimates:  # no predictions: the recorded F1, without example noise
-            estimates[record_id] = Estimate(f1, np.full(n_bootstrap, f1),
+            estimates[record_id] = Estimate(score, member_replicates)
+    for record_id, score in enumerate(recorded):
+        if record_id not in estimates:  # no predictions: the recorded score, without example noise
+            estimates[record_id] = Estimate(score, np.full(n_bootstrap, score),
                                             examples_resampled=False)
     return estimates
 
 
-def _recomputed_f1(members: list[Predictions], n_bootstrap: int,
-                   rng: np.random.Generator) -> tuple[list[float], np.ndarray]:
-    """The F1 of each of the records of one test set (all of one metric), recomputed from
+def _recomputed_scores(members: list[Predictions], n_bootstrap: int,
+                       rng: np.random.Generator) -> tuple[list[float], np.ndarray]:
+    """The score of each of the records of one test set (all of one metric), recomputed from
     their predictions, and its replicates on resamples shared by all of them."""
-    if members[0].metric == MACRO_F1:
+    if members[0].counts is None:  # a score resampled from its confusion matrix (macro-F1)
         n_classes = max(p.n_classes for p in members)
         gold, pred = np.stack([p.gold for p in members]), np.stack([p.pred for p in members])
-        f1s = [macro_f1(member_gold, member_pred, n_classes)
-               for member_gold, member_pred in zip(gold, pred)]
-        return f1s, bootstrap_macro_f1(gold, pred, n_classes, n_bootstrap, rng)
+        scores = [macro_f1(member_gold, member_pred, n_classes)
+                  for member_gold, member_pred in zip(gold, pred)]
+        return scores, bootstrap_macro_f1(gold, pred, n_classes, n_bootstrap, rng)
     terms = [p.ratio_terms() for p in members]
     numerators = np.stack([numerator for numerator, _ in terms])
     denominators = np.stack([denominator for _, denominator in terms])
-    f1s = ratio_score(numerators.sum(axis=1), denominators.sum(axis=1)).tolist()
-    return f1s, bootstrap_ratio(numerators, denominators, n_bootstrap, rng)
+    scores = ratio_score(numerators.sum(axis=1), denominators.sum(axis=1)).tolist()
+    return scores, bootstrap_ratio(numerators, denominators, n_bootstrap, rng)
 
 
 def _summary(records: pd.DataFrame, run_estimates: Mapping[int, Estimate],
@@ -203,14 +213,14 @@ def _summary(records: pd.DataFrame, run_estimates: Mapping[int, Estimate],
     summary["script"] = [group.script for group in groups]
     estimates = [run_estimates[record_id] for record_id in summary.index]
     summary["has_predictions"] = [e.examples_resampled for e in estimates]
-    summary["f1_from_predictions"] = [e.value if e.examples_resampled else math.nan
-                                      for e in estimates]
+    summary["score_from_predictions"] = [e.value if e.examples_resampled else math.nan
+                                         for e in estimates]
     intervals = [e.test_set_interval(level) for e in estimates]  # one run: no seed noise
-    summary["f1_ci_low"] = [low for low, _ in intervals]
-    summary["f1_ci_high"] = [high for _, high in intervals]
+    summary["score_ci_low"] = [low for low, _ in intervals]
+    summary["score_ci_high"] = [high for _, high in intervals]
     summary["n"] = summary["n"].astype("Int64")  # a count; missing where not recorded
-    first = ["cell_key", "cell_name", *CELL_KEYS, "lang", "resource", "script", "seed", "f1",
-             "f1_from_predictions", "f1_ci_low", "f1_ci_high", "accuracy", "n"]
+    first = ["cell_key", "cell_name", *CELL_KEYS, "lang", "resource", "script", "seed", "metric", "score",
+             "score_from_predictions", "score_ci_low", "score_ci_high", "f1", "accuracy", "n"]
     summary = summary[first + [c for c in summary.columns if c not in first]]
     return summary.sort_values([*SETTING_KEYS, "params", "size", "itt", "lang", "seed"],
                                kind="stable").reset_index(drop=True)
@@ -252,7 +262,7 @@ def _gains(cell_estimates: Mapping[Key, Mapping[int, Estimate]],
         itt, none = pool_seeds(itt_seeds), pool_seeds(none_seeds)
         estimates[key] = combine([itt, none], [1.0, -1.0])
         rows.append({**_row(key, "language", lang, estimates[key], level, "gain"), **pairing,
-                     "f1_itt": itt.value, "f1_none": none.value, "status": OK, "note": ""})
+                     "score_itt": itt.value, "score_none": none.value, "status": OK, "note": ""})
     return rows, estimates
 
 
@@ -352,7 +362,7 @@ def _key_columns(cell: Key, scope: str, group: str) -> dict:
 
 def _interval_columns(estimate: Estimate, level: float, value_name: str) -> dict:
     """Value, both intervals and how they were obtained.  Gains and slopes also get their
-    tests and verdict; whether a mean F1 differs from zero is not a question asked here."""
+    tests and verdict; whether a mean score differs from zero is not a question asked here."""
     low, high = estimate.interval(level)
     test_low, test_high = estimate.test_set_interval(level)
     columns = {value_name: estimate.value, "ci_low": low, "ci_high": high,

@@ -1,5 +1,6 @@
 """Figures of the report: the gain per language group against parameters (the answer at a
-glance), gain against model size per language, a language x size heatmap, absolute F1.
+glance), gain against model size per language, a language x size heatmap, the absolute score.
+`metric` is how the setting's score is named ("F1", "accuracy": `xitt.core.records.score_title`).
 
 Each function takes rows of one setting (see ``gains.by_setting``) and returns a
 matplotlib Figure.  Figures are built with the object API on an Agg canvas rather than
@@ -29,7 +30,7 @@ _DODGE_DECADES = 0.03
 _GROUPINGS = {"resource": "resource level", "script": "script"}  # scope -> panel title
 
 
-def plot_gain_by_group(gains: pd.DataFrame) -> Figure:
+def plot_gain_by_group(gains: pd.DataFrame, metric: str) -> Figure:
     """ITT gain against parameter count (log scale) with error bars, one line per language
     group and one for all languages (black): a panel per grouping (resource level,
     script) and a row per intermediate task.
@@ -59,27 +60,27 @@ def plot_gain_by_group(gains: pd.DataFrame) -> Figure:
         _size_axis(axes, sizes)
         grouping = f", by {_GROUPINGS[scope]}" if scope in _GROUPINGS else ""
         axes.set_title(f"ITT with {itt}{grouping}", fontsize=9)
-        axes.set_ylabel("ITT gain (F1 points)")
+        axes.set_ylabel(f"ITT gain ({metric} points)")
         axes.legend(fontsize=7)
     figure.suptitle("Error bars: intervals over seeds and test examples; hollow markers: test "
                     f"examples only (fewer than {MIN_SEEDS_FOR_CLAIM} seeds)", fontsize=7)
     return figure
 
 
-def plot_gain_vs_size(gains: pd.DataFrame) -> Figure:
+def plot_gain_vs_size(gains: pd.DataFrame, metric: str) -> Figure:
     """ITT gain against parameter count (log scale), one panel per language and one for
     the mean over languages, one line per intermediate task, shaded confidence band (the
     intervals of the tables)."""
-    return _by_size_panels(gains[gains["status"] == OK], "gain", "ITT gain (F1 points)",
+    return _by_size_panels(gains[gains["status"] == OK], "gain", f"ITT gain ({metric} points)",
                            zero_line=True)
 
 
-def plot_f1_vs_size(scores: pd.DataFrame) -> Figure:
-    """Absolute F1 against parameter count, with ITT (each task) and without (dashed)."""
-    return _by_size_panels(scores, "f1", "F1", zero_line=False)
+def plot_score_vs_size(scores: pd.DataFrame, metric: str) -> Figure:
+    """The absolute score against parameter count, with ITT (each task) and without (dashed)."""
+    return _by_size_panels(scores, "score", metric, zero_line=False)
 
 
-def plot_gain_heatmap(gains: pd.DataFrame, itt: str) -> Figure:
+def plot_gain_heatmap(gains: pd.DataFrame, itt: str, metric: str) -> Figure:
     """Gain of one intermediate task per language (rows) and size (columns); blank cells
     are missing counterparts."""
     rows = gains[(gains["scope"] == "language") & (gains["itt"] == itt)]
@@ -102,7 +103,7 @@ def plot_gain_heatmap(gains: pd.DataFrame, itt: str) -> Figure:
     axes.set_xticks(range(len(sizes)),
                     [size_label(s, p) for s, p in zip(sizes["size"], sizes["params"])])
     axes.set_yticks(range(len(languages)), languages)
-    axes.set_title(f"ITT gain with {itt} (F1 points)")
+    axes.set_title(f"ITT gain with {itt} ({metric} points)")
     figure.colorbar(image, ax=axes)
     return figure
 

@@ -9,7 +9,9 @@ broken record, a missing predictions file and a record superseded by a later eva
 of the same run are all kept in ``Results.problems`` / ``Results.superseded`` for the
 report to show.
 
-Per-example predictions are reduced to what the task's F1 is computed from, example by
+Each record's ``score`` is its task type's primary score (the field its ``metric`` names:
+``f1``, or ``accuracy`` for a type scored by accuracy); gains, trends and power read it.
+Per-example predictions are reduced to what that score is computed from, example by
 example (``Predictions``), and sorted by example id, so position i is the same example in
 every record of one test set; each test set gets an identifier (target task plus a hash
 of its ids) that the bootstrap uses to resample paired records together.
@@ -33,8 +35,8 @@ import pandas as pd
 
 from xitt import XittError
 from xitt.core.keys import training_label
-from xitt.core.records import PREDICTIONS_SUFFIX, Record
-from xitt.tasktypes import TYPES, degenerate_predictions, predictions_type
+from xitt.core.records import PREDICTIONS_SUFFIX, Record, primary_score
+from xitt.tasktypes import DEFAULT, TYPES, degenerate_predictions, predictions_type
 
 NO_ITT = "none"
 RECORDS_LIST = "records.txt"
@@ -79,7 +81,7 @@ class Predictions:
 
     test_set: str
     metric: str
-    task_type: str = "classification"
+    task_type: str = DEFAULT
     gold: np.ndarray | None = None
     pred: np.ndarray | None = None
     n_classes: int = 0
@@ -146,7 +148,7 @@ def read_record(path: Path) -> dict | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    if isinstance(data, dict) and set(REQUIRED_FIELDS) <= data.keys():
+    if isinstance(data, dict) and set(REQUIRED_FIELDS) <= data.keys() and primary_score(data) is not None:
         return data
     return None
 
@@ -276,6 +278,9 @@ def _record_row(path: Path, record: dict) -> dict:
             value = WARNINGS_SEPARATOR.join(value)
         row[name] = _NUMBER_FIELDS.get(name, str)(value)
     row["itt"] = row["itt"] or NO_ITT
+    # the score the gains, trends and power read: the task type's primary (`metric`)
+    row["metric"] = row["metric"] or "f1"
+    row["score"] = float(primary_score(record))
     row["record_path"] = str(path)
     return row
 

@@ -23,8 +23,10 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from xitt.core.records import score_title
+
 from .gains import OK, POWER_COLUMNS, REFERENCE_GAIN, Analysis, analyse
-from .plots import plot_f1_vs_size, plot_gain_by_group, plot_gain_heatmap, plot_gain_vs_size
+from .plots import plot_gain_by_group, plot_gain_heatmap, plot_gain_vs_size, plot_score_vs_size
 from .records import NO_ITT, SETTING_KEYS, load_results
 from .stats import ABOVE_ZERO, BELOW_ZERO, MAX_SEEDS, MIN_SEEDS_FOR_CLAIM, POWER
 from .tables import (MARKS_TEXT, TEST_SET_ONLY, format_estimate, format_p_value, format_params,
@@ -128,6 +130,7 @@ def answers(analysis: Analysis) -> list[dict]:
             for key, value in {**setting, "itt": itt}.items():
                 trend = trend[trend[key] == value]
             answer = {**setting, "itt": itt, "level": analysis.level,
+                      "metric": score_name(analysis, setting["target"]),
                       "n_languages": int(itt_rows["n_languages"].max()),
                       "gains": itt_rows.sort_values("params")[
                           ["size", "params", "gain", *_ESTIMATE_COLUMNS, *POWER_COLUMNS]
@@ -150,7 +153,8 @@ def answer_sentence(answer: dict) -> str:
     by = _listing(at_sizes)
     languages = answer["n_languages"]
     over = f"mean over {languages} languages" if languages > 1 else "one language"
-    sentence = (f"ITT with {answer['itt']} changes {answer['target']} F1 "
+    metric = answer["metric"]  # the target's primary score
+    sentence = (f"ITT with {answer['itt']} changes {answer['target']} {metric} "
                 f"({setting_title(answer)}; {over}) by {by}")
     slope = answer["slope"]
     if slope is None:
@@ -158,7 +162,7 @@ def answer_sentence(answer: dict) -> str:
     else:
         verdict = _verdict_text(slope, " (", ")")
         sentence += (f"; per tenfold parameters the gain changes by "
-                     f"{format_estimate(slope, 'slope_per_decade')} F1 points{verdict}.")
+                     f"{format_estimate(slope, 'slope_per_decade')} {metric} points{verdict}.")
     estimates = [*answer["gains"], *([slope] if slope else [])]
     without_claim = [e for e in estimates if not e["seed_level_claim"]]
     if without_claim:
@@ -166,10 +170,10 @@ def answer_sentence(answer: dict) -> str:
         sentence += (f" {TEST_SET_ONLY} With {fewest} seed{'s' if fewest != 1 else ''} no "
                      f"seed-level claim can be made ({MIN_SEEDS_FOR_CLAIM} or more are needed): "
                      "these intervals cover the test examples only, for these trained models.")
-    return sentence + _power_text(answer["gains"], answer["level"])
+    return sentence + _power_text(answer["gains"], answer["level"], metric)
 
 
-def _power_text(gains: list[dict], level: float) -> str:
+def _power_text(gains: list[dict], level: float, metric: str) -> str:
     """' With 80% power at a two-sided 0.05, this design (3 seeds) detects gains of 6.1 and
     4.2 F1 or more at s and m; 9 and 5 seeds would detect a gain of 2, and 14 and more than
     100 the observed gains.'  Without a seed-level claim only the seeds needed are said
@@ -187,7 +191,7 @@ def _power_text(gains: list[dict], level: float) -> str:
     counts = [f"{g['n_seeds']:.0f}" for g in gains]
     seeds = counts[0] if len(set(counts)) == 1 else _listing(counts)
     mdes = _listing([format_mde(g["mde"]) for g in gains])
-    return (f" With {power}, this design ({seeds} seeds) detects gains of {mdes} F1 or more at "
+    return (f" With {power}, this design ({seeds} seeds) detects gains of {mdes} {metric} or more at "
             f"{sizes}; {for_reference} would detect a gain of {REFERENCE_GAIN:g}, and "
             f"{for_observed}.")
 
@@ -243,7 +247,8 @@ def report_markdown(analysis: Analysis, answer_list: list[dict],
         *_depth_ladder_note(records),
         *(f"![ITT gain vs parameters by language group]({name})\n" for name in figures
           if name.startswith("gain_by_group_")),
-        f"Gains are F1 points of the ITT cell minus its no-ITT twin on the same seeds "
+        f"Gains are points of the target's score (its task type's primary: F1, or accuracy) of the "
+        f"ITT cell minus its no-ITT twin on the same seeds "
         f"(above: the mean over languages). Intervals are {level} over training seeds and test "
         f"examples; a gain is distinguishable from 0 where this interval excludes 0, which is "
         f"where the seed-level test gives p < {1 - analysis.level:.2g}. Marks: {MARKS_TEXT}. "
@@ -257,19 +262,20 @@ def report_markdown(analysis: Analysis, answer_list: list[dict],
     for key, scores in _setting_items(analysis.scores):
         slug = _slug(key)
         parts.append(f"## {setting_title(dict(zip(SETTING_KEYS, key)))}\n")
+        metric = score_name(analysis, scores["target"].iloc[0])
         for itt, rows in gains_by_setting.get(key, scores.iloc[:0]).groupby("itt", sort=True):
             heatmap = _heatmap_name(key, itt)
-            parts += [f"### Gain of ITT with {itt} (F1 points, {level} CI)\n",
+            parts += [f"### Gain of ITT with {itt} ({metric} points, {level} CI)\n",
                       to_markdown(interval_matrix(rows, "gain", mark_significant=True))]
             parts += [f"![gain heatmap {itt}]({heatmap})\n"] if heatmap in figures else []
         if f"gain_vs_size_{slug}.png" in figures:
             parts.append(f"![gain vs size](gain_vs_size_{slug}.png)\n")
         if key in trends_by_setting:
-            parts += ["### Trend of the gain: F1 points per tenfold parameters\n",
+            parts += [f"### Trend of the gain: {metric} points per tenfold parameters\n",
                       to_markdown(trend_table(trends_by_setting[key]))]
-        parts += [f"### Absolute F1 ({level} CI)\n",
-                  to_markdown(_f1_matrix(scores)),
-                  f"![F1 vs size](f1_vs_size_{slug}.png)\n"]
+        parts += [f"### Absolute {metric} ({level} CI)\n",
+                  to_markdown(_score_matrix(scores)),
+                  f"![{metric} vs size](score_vs_size_{slug}.png)\n"]
     parts += _selection_section(analysis.results.records)
     parts += _flagged_section(analysis)
     parts += _missing_and_problems(analysis, out_dir)
@@ -347,10 +353,10 @@ def _flagged_section(analysis: Analysis) -> list[str]:
     use = "counted in" if analysis.include_flagged else "left out of"
     return ["## Flagged records\n",
             f"Records whose model gives every example of the development or test set the same output "
-            f"(one class, one tag, an empty answer): their F1 says nothing of transfer, so they are "
-            f"{use} the gains and trends (their scores stay in the F1 tables).\n",
-            to_markdown(flagged[["cell_name", "lang", "seed", "f1", "warnings"]].assign(
-                f1=flagged["f1"].round(1)))]
+            f"(one class, one tag, an empty answer): their scores say nothing of transfer, so they are "
+            f"{use} the gains and trends (their scores stay in the score tables).\n",
+            to_markdown(flagged[["cell_name", "lang", "seed", "metric", "score", "warnings"]].assign(
+                score=flagged["score"].round(1)))]
 
 
 def _relative(path: str | Path, out_dir: str | Path) -> str:
@@ -409,12 +415,13 @@ def _missing_and_problems(analysis: Analysis, out_dir: str | Path = ".") -> list
 
 def _method_text(analysis: Analysis) -> str:
     return (
-        "F1 is the target task's own (macro-F1 for classification, entity F1 for NER, word "
-        "accuracy for POS, SQuAD token F1 for QA), recomputed from the per-example "
+        "Each target is scored by its task type's primary score (`metric`; macro-F1 for "
+        "classification, entity F1 for NER, word accuracy for POS, SQuAD token F1 for QA), "
+        "recomputed from the per-example "
         "predictions; the test examples resampled are texts, sentences or questions (never "
         "tokens). A gain pairs the ITT and "
         "no-ITT runs of the same seeds (seeds without a twin are listed in gains.csv, "
-        "`unused_seeds`). The question is whether ITT changes F1 over training randomness "
+        "`unused_seeds`). The question is whether ITT changes the score over training randomness "
         "and the test sample, so an interval adds two independent parts in quadrature. Seed "
         "noise: the spread of the per-seed estimate (for a gain, the per-seed paired "
         "differences) with a Student-t quantile (a bootstrap over a few seeds would "
@@ -442,7 +449,7 @@ def _method_text(analysis: Analysis) -> str:
         f"{MAX_SEEDS}, or none, as more seeds do not shrink the test-set part). Where "
         "seeds do not line up, the seed noise of independent models is added (Welch-"
         "Satterthwaite). Trends are least-squares slopes of the gain on log10(parameters), "
-        "in F1 points per tenfold increase, with the same intervals and tests; group and "
+        "in points per tenfold increase, with the same intervals and tests; group and "
         "overall values are means over the languages that have them. Language groups: "
         "resource level and script from `xitt.analysis.languages` (unknown codes: 'other').\n"
     )
@@ -458,20 +465,27 @@ def _figures(analysis: Analysis) -> Iterator[tuple[str, Figure]]:
     gains_by_setting = dict(_setting_items(analysis.gains))
     for key, scores in _setting_items(analysis.scores):
         slug = _slug(key)
+        metric = score_name(analysis, scores["target"].iloc[0])
         found = gains_by_setting.get(key, analysis.gains.iloc[:0])
         found = found[found["status"] == OK]
         if len(found):
-            yield f"gain_by_group_{slug}.png", plot_gain_by_group(found)
-            yield f"gain_vs_size_{slug}.png", plot_gain_vs_size(found)
+            yield f"gain_by_group_{slug}.png", plot_gain_by_group(found, metric)
+            yield f"gain_vs_size_{slug}.png", plot_gain_vs_size(found, metric)
         for itt in sorted(found["itt"].unique()):
-            yield _heatmap_name(key, itt), plot_gain_heatmap(gains_by_setting[key], itt)
-        yield f"f1_vs_size_{slug}.png", plot_f1_vs_size(scores)
+            yield _heatmap_name(key, itt), plot_gain_heatmap(gains_by_setting[key], itt, metric)
+        yield f"score_vs_size_{slug}.png", plot_score_vs_size(scores, metric)
 
 
-def _f1_matrix(scores: pd.DataFrame) -> pd.DataFrame:
-    """F1 per language and over all languages (the group means add nothing to read here)."""
+def score_name(analysis: Analysis, target: str) -> str:
+    """How a target's score (its task type's primary) is named: 'F1', 'accuracy'."""
+    records = analysis.results.records
+    return score_title(records.loc[records["target"] == target, "metric"].iloc[0])
+
+
+def _score_matrix(scores: pd.DataFrame) -> pd.DataFrame:
+    """The score per language and over all languages (the group means add nothing to read here)."""
     shown = scores[scores["scope"].isin(["language", "overall"])]
-    return interval_matrix(shown, "f1", ("itt",), signed=False)
+    return interval_matrix(shown, "score", ("itt",), signed=False)
 
 
 def _latex_tables(analysis: Analysis) -> dict[str, str]:
@@ -479,14 +493,16 @@ def _latex_tables(analysis: Analysis) -> dict[str, str]:
              f"excludes 0; {TEST_SET_ONLY} fewer than {MIN_SEEDS_FOR_CLAIM} seeds: interval over "
              "test examples only")
     gains = [to_latex(interval_matrix(rows, "gain", mark_significant=True),
-                      f"ITT gain with {itt} in F1 points ({setting_title(setting)}); {marks}",
+                      f"ITT gain with {itt} in {score_name(analysis, setting['target'])} points "
+                      f"({setting_title(setting)}); {marks}",
                       f"tab:gain-{_slug((*setting.values(), itt))}")
              for setting, setting_rows in by_setting(analysis.gains)
              for itt, rows in setting_rows.groupby("itt", sort=True)]
-    scores = [to_latex(_f1_matrix(rows), f"F1 ({setting_title(setting)})",
-                       f"tab:f1-{_slug(setting.values())}")
+    scores = [to_latex(_score_matrix(rows), f"{score_title(rows['metric'].iloc[0])} ({setting_title(setting)})",
+                       f"tab:score-{_slug(setting.values())}")
               for setting, rows in by_setting(analysis.scores)]
-    trends = [to_latex(trend_table(rows), "Slope of the ITT gain in F1 points per tenfold "
+    trends = [to_latex(trend_table(rows), f"Slope of the ITT gain in "
+                       f"{score_name(analysis, setting['target'])} points per tenfold "
                        f"parameters ({setting_title(setting)}); {marks}",
                        f"tab:trend-{_slug(setting.values())}")
               for setting, rows in by_setting(analysis.trends)]

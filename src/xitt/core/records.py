@@ -33,9 +33,13 @@ class Record:
     seed: int
     lang: str
     train_lang: str
-    # scores: F1 is the task's own (macro-F1, entity F1, word accuracy, SQuAD token F1)
-    f1: float
-    n: int
+    n: int  # examples scored (texts, sentences, questions)
+    # the record field of the task type's primary score (`xitt.tasktypes`: what gains, trends
+    # and power read); records written before the field are F1's
+    metric: str = "f1"
+    # scores (0-100), each task's own: F1 is macro-F1 for classification, entity F1 or word
+    # accuracy for tagging, SQuAD token F1 for QA
+    f1: float | None = None
     # the weight-shaping trainer settings that differ from `trainer=cpu`'s
     # (`xitt.core.keys.training_label`: `precision=bf16-mixed`; '' for none): part of the
     # setting a report groups by, so models trained two ways are never mixed
@@ -75,7 +79,8 @@ class Record:
     versions: dict[str, str] = field(default_factory=dict, repr=False)
 
     # The fields a file must have to count as a record, and the ones that are numbers.
-    REQUIRED = ("cell_key", "model", "size", "params", "itt", "target", "transfer", "freezing", "seed", "lang", "f1")
+    # (and the field its `metric` names, `primary_score`)
+    REQUIRED = ("cell_key", "model", "size", "params", "itt", "target", "transfer", "freezing", "seed", "lang")
     NUMBERS = {"params": int, "seed": int, "f1": float, "n": float, "accuracy": float, "precision": float,
                "recall": float, "exact_match": float, "keep_layers": float, "selected_epoch": float, "epochs_run": float,
                "epoch_budget": float, "dev_f1": float, "dev_f1_best": float, "dev_f1_last": float}
@@ -117,19 +122,33 @@ def pending_langs(cell: Cell, results_dir: Path) -> list[str]:
                 cell.target_key(cell.train_langs_for(lang)), lang)]
 
 
-# The scores besides F1 that a task's records may carry, with their column titles.
-OTHER_SCORES = (("accuracy", "acc"), ("precision", "P"), ("recall", "R"), ("exact_match", "EM"))
+# Every score field a record may carry: its title in reports and its short title in the
+# table a cell prints.
+SCORE_TITLES = {"f1": ("F1", "F1"), "accuracy": ("accuracy", "acc"), "precision": ("precision", "P"),
+                "recall": ("recall", "R"), "exact_match": ("exact match", "EM")}
+
+
+def primary_score(record: dict[str, Any]) -> float | None:
+    """The value of the record's primary score (the field its `metric` names)."""
+    return record.get(record.get("metric") or "f1")
+
+
+def score_title(metric: str) -> str:
+    """'F1', 'accuracy', ...: how reports name a score field."""
+    return SCORE_TITLES.get(metric, (metric,))[0]
 
 
 def format_scores(records: list[dict[str, Any]]) -> str:
-    """The per-language F1 table printed at the end of a cell (with the task's other scores)."""
+    """The per-language table printed at the end of a cell: the primary score first, then the
+    task's other scores."""
     if not records:
         return ""
     first = records[0]
-    others = [(name, short) for name, short in OTHER_SCORES if first.get(name) is not None]
+    shown = [first.get("metric") or "f1"]
+    shown += [name for name in SCORE_TITLES if name not in shown and first.get(name) is not None]
     lines = [f"{first['cell_name']}  (encoder parameters: {first['params']:,})",
-             f"{'lang':<8}{'F1':>8}" + "".join(f"{short:>8}" for _, short in others) + f"{'n':>7}"]
-    lines += [f"{r['lang']:<8}{r['f1']:>8.1f}" + "".join(f"{r[name]:>8.1f}" for name, _ in others) + f"{r['n']:>7}"
+             f"{'lang':<8}" + "".join(f"{SCORE_TITLES.get(name, (name, name))[1]:>8}" for name in shown) + f"{'n':>7}"]
+    lines += [f"{r['lang']:<8}" + "".join(f"{r[name]:>8.1f}" for name in shown) + f"{r['n']:>7}"
               for r in records]
     warnings = list(dict.fromkeys(warning for r in records for warning in r.get("warnings") or ()))
     if warnings:

@@ -122,9 +122,6 @@ SELECTION_MODES = ("best", "last")
 # Names that become parts of folder names: a letter or digit first, then letters, digits
 # and . _ + - (no `/`, so no name leaves the folder it is made in).
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
-# Encoders whose position table reserves its first pad_token_id + 1 rows (RoBERTa's
-# offset): usable positions are max_position_embeddings - pad_token_id - 1.
-OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert")
 
 
 def _fail(message: str) -> None:
@@ -267,23 +264,31 @@ def check_name(value: Any, what: str, setting: str) -> None:
               f"letters, digits and . _ + - (no `/`, no `..`). Fix `{setting}`.")
 
 
-def local_config(model: Mapping[str, Any]) -> dict[str, Any]:
-    """A local checkpoint's config.json, or {} when the model is not a folder on this machine."""
-    config = Path(str(model.get("name_or_path", ""))) / "config.json"
+def local_config(model: Mapping[str, Any], name: str = "config.json") -> dict[str, Any]:
+    """A local checkpoint's config.json (or another of its JSON files), or {} when the model is
+    not a folder on this machine."""
+    config = Path(str(model.get("name_or_path", ""))) / name
     return json.loads(config.read_text()) if config.is_file() else {}
+
+
+# Tokenizers that declare no limit say this (transformers' VERY_LARGE_INTEGER is 1e30).
+NO_TOKENIZER_LIMIT = 10**9
 
 
 def position_limit(model: Mapping[str, Any]) -> int | None:
     """The longest input (in tokens) the encoder takes, when its config is on this machine:
-    the tiny models' built-in table, or a local checkpoint's config.json."""
+    the tiny models' built-in table, or a local checkpoint's own files: the tokenizer's
+    `model_max_length` where it is below the position table (RoBERTa's table reserves its
+    first pad_token_id + 1 rows: 514 rows, 512 inputs), else `max_position_embeddings`."""
     if model.get("source") == "scratch":
         return 512  # XLMRobertaConfig(max_position_embeddings=514), less RoBERTa's offset of 2
-    settings = local_config(model)
-    positions = settings.get("max_position_embeddings")
+    positions = local_config(model).get("max_position_embeddings")
     if not positions:
         return None  # relative positions (T5): no hard limit
-    offset = int(settings.get("pad_token_id") or 0) + 1 if settings.get("model_type") in OFFSET_POSITIONS else 0
-    return int(positions) - offset
+    declared = local_config(model, "tokenizer_config.json").get("model_max_length")
+    if isinstance(declared, (int, float)) and 0 < declared < min(int(positions), NO_TOKENIZER_LIMIT):
+        return int(declared)
+    return int(positions)
 
 
 def encoder_layers(model: Mapping[str, Any]) -> int | None:

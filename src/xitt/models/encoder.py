@@ -142,12 +142,17 @@ def apply_freezing(encoder: nn.Module, mode: str, k: int = 0) -> None:
     if mode == "probe":
         encoder.requires_grad_(False)
         return
+    # The embedding part, whatever a family names it (`embeddings`, `word_embedding`, `shared`,
+    # ModernBERT's `embeddings.tok_embeddings` and norm): the input embeddings and every weight
+    # registered before the first transformer layer (positions, token types, their norm).
+    layers = _layer_list(encoder)
     encoder.get_input_embeddings().requires_grad_(False)
-    for name, module in encoder.named_modules():
-        if name.split(".")[-1] in ("embeddings", "word_embedding", "embed_tokens", "shared"):
-            module.requires_grad_(False)
+    first_layer_weight = next(layers.parameters())
+    for parameter in encoder.parameters():
+        if parameter is first_layer_weight:
+            break
+        parameter.requires_grad_(False)
     if mode == "bottom_k":
-        layers = _layer_list(encoder)
         if not 0 <= k <= len(layers):
             raise XittError(f"freezing.k={k} but the encoder has {len(layers)} layers; pick 0..{len(layers)}.")
         for layer in layers[:k]:

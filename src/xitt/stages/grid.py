@@ -22,7 +22,8 @@ from xitt import XittError
 from xitt.core.jobs import in_multirun, is_global_zero, precision_hint, set_math_threads, uses_gpu
 from xitt.core.naming import SWEEP_ENV
 from xitt.core.cell import Cell
-from xitt.core.records import cell_results_dir, format_scores, pending_langs, read_records, record_path
+from xitt.core.records import (cell_results_dir, format_scores, pending_langs, primary_score, read_records,
+                               record_path)
 from xitt.core.store import write_json_atomic
 from xitt.core.validate import typed
 from xitt.grid_expand import expand_grid
@@ -61,7 +62,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
                      cell.name, len(cell.eval_langs))
             records, status = read_records(results_dir, cell.eval_langs), "skipped"
         outcome.update(status=status, records=[str(record_path(results_dir, r["lang"]).resolve()) for r in records],
-                       f1={r["lang"]: round(r["f1"], 2) for r in records})
+                       scores={r["lang"]: round(primary_score(r), 2) for r in records})
         if is_global_zero():
             (job_dir / RECORDS_FILE).write_text("".join(f"{path}\n" for path in outcome["records"]))
             print(format_scores(records), flush=True)

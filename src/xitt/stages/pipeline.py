@@ -227,10 +227,10 @@ class CellRunner:
             if self.ranks.is_zero:
                 params = count_parameters(module.encoder)
                 built = _meta_of(model_dir or self.store.path(stage.store, stage.key))
-                predictions_file = task_type(stage.task).training.predictions_file
-                records = {lang: self.write_record(stage, lang, predictions_file(stage.task, lang, rows[lang],
-                                                                                 data.test_data[lang]),
-                                                   params, started, built)
+                unit = task_type(stage.task)
+                records = {lang: self.write_record(stage, lang, unit.training.predictions_file(
+                               stage.task, lang, rows[lang], data.test_data[lang]), params, started, built,
+                               unit.data_note(data.test_data[lang]))
                            for lang in stage.eval_langs}
                 log_scores(logger, list(records.values()), stage.task)
             self.ranks.barrier("records written")
@@ -239,9 +239,10 @@ class CellRunner:
             finish_logger()
 
     def write_record(self, stage: Stage, lang: str, predictions: dict[str, Any], params: int,
-                     started: float, built: dict[str, Any]) -> dict[str, Any]:
+                     started: float, built: dict[str, Any], data_note: str | None = None) -> dict[str, Any]:
         """One language's predictions file and its record, scored from exactly that file.
-        `built` is the target model's meta.json ({} for a folder that is no artifact)."""
+        `built` is the target model's meta.json ({} for a folder that is no artifact);
+        `data_note` what the task type says of the test rows (`TaskType.data_note`)."""
         cell = self.cell
         selection = built.get("metrics", {}).get("selection")
         predictions_name = f"{lang}{PREDICTIONS_SUFFIX}"
@@ -257,9 +258,9 @@ class CellRunner:
             params=params, itt=cell.itt_name, target=cell.target["name"], transfer=cell.transfer["mode"],
             freezing=cell.freezing_name, seed=cell.seed, lang=lang, train_lang=",".join(stage.train_langs),
             training=training_label(cell.trainer), run_settings=built.get("config", {}).get("run_settings") or {},
-            **prediction_scores(predictions), **_selection_fields(selection),
+            metric=task_type(cell.target).primary, **prediction_scores(predictions), **_selection_fields(selection),
             keep_layers=cell.model.get("keep_layers"),
-            split_note=split_note(cell.target),
+            split_note="; ".join(filter(None, [split_note(cell.target), data_note])) or None,
             few_shot_k=int(cell.transfer["k"]) if few_shot else None,
             few_shot_seed=int(cell.transfer["sample_seed"]) if few_shot else None,
             warnings=flags, sweep=self.sweep, predictions=predictions_name, eval_s=round(time.time() - started, 3),

@@ -1,6 +1,7 @@
 """Model selection on the development set: a training stage scores its task's development
 split after every `selection.every_n_epochs` epochs, with the task's own metric (the F1 of
-the test records), logs it as `val/f1`, and stores the best-scoring model (`best`, by
+the test records), logs its primary score as `val/<primary>` (`val/f1` for the F1 types),
+and stores the best-scoring model (`best`, by
 Lightning's `ModelCheckpoint`) or the last one (`last`); `selection.patience` stops
 training early (Lightning's `EarlyStopping`). The development languages are the stage's
 (`Stage.dev_langs`): English for zero-shot and few-shot targets, never a target language.
@@ -29,19 +30,19 @@ from xitt.core.taskspec import dev_split
 from xitt.data.datamodule import TaskDataModule
 from xitt.tasktypes import task_type
 
-MONITOR = "val/f1"
 SELECTION_FOLDER = "selection"  # in the stage's work folder: the best model's checkpoint
 
 
 class DevScore(pl.Callback):
     """Scores the development set at the end of each validation, per language as the test
-    sets are scored, logs each score's mean over the languages as `val/<score>` (`val/f1`,
-    the monitored one; `val/<score>/<lang>` too when there are several languages), and keeps
-    `val/f1` as the stage's validation curve."""
+    sets are scored, logs each score's mean over the languages as `val/<score>` (the type's
+    primary score is the monitored one; `val/<score>/<lang>` too when there are several
+    languages), and keeps the primary score as the stage's validation curve."""
 
     def __init__(self, task: dict[str, Any], data: TaskDataModule, langs: tuple[str, ...]):
         self.task, self.data, self.langs = task, data, langs
         self.training = task_type(task).training
+        self.primary = task_type(task).primary
         self.curve: list[dict[str, Any]] = []
         self._rows: dict[int, list[torch.Tensor]] = {}
         # What `xitt.metrics.degenerate` saw in the last validation's predictions.
@@ -69,12 +70,12 @@ class DevScore(pl.Callback):
                  for name in scores[self.langs[0]]}
         # Every rank has the scores of the whole development set: no reduction by Lightning.
         for name, mean in means.items():
-            pl_module.log(f"val/{name}", mean, prog_bar=name == "f1")
+            pl_module.log(f"val/{name}", mean, prog_bar=name == self.primary)
             if len(scores) > 1:
                 for lang, by_lang in scores.items():
                     pl_module.log(f"val/{name}/{lang}", by_lang[name])
         self.curve.append({"epoch": trainer.current_epoch + 1, "step": trainer.global_step,
-                           "f1": round(means["f1"], 4), **({"warnings": self.seen} if self.seen else {})})
+                           self.primary: round(means[self.primary], 4), **({"warnings": self.seen} if self.seen else {})})
 
     def state_dict(self) -> dict[str, Any]:
         return {"curve": self.curve}
@@ -88,19 +89,21 @@ def selection_callbacks(stage: Stage, data: TaskDataModule, work_dir: Path) -> l
     (`patience`); none when the stage does not validate."""
     if not stage.validates:
         return []
-    callbacks: list[pl.Callback] = [DevScore(stage.task, data, stage.dev_langs)]
+    scorer = DevScore(stage.task, data, stage.dev_langs)
+    monitor = f"val/{scorer.primary}"
+    callbacks: list[pl.Callback] = [scorer]
     if stage.selection["mode"] == "best":
         # Only the weights: the optimizer is not needed to store the selected model, and
         # the preemption checkpoint (StageCheckpoints) keeps what resuming needs. Saved at the
         # end of validation, not of the training epoch: the epoch-end preemption checkpoint
         # must already hold the updated best score and path, or a stage killed after it
         # would resume without knowing its best epoch.
-        callbacks.append(ModelCheckpoint(dirpath=work_dir / SELECTION_FOLDER, filename="best", monitor=MONITOR,
+        callbacks.append(ModelCheckpoint(dirpath=work_dir / SELECTION_FOLDER, filename="best", monitor=monitor,
                                          mode="max", save_top_k=1, save_weights_only=True,
                                          auto_insert_metric_name=False, enable_version_counter=False,
                                          save_on_train_epoch_end=False))
     if stage.selection.get("patience"):
-        callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=int(stage.selection["patience"]),
+        callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=int(stage.selection["patience"]),
                                        check_on_train_epoch_end=False))
     return callbacks
 
@@ -129,15 +132,16 @@ def select(trainer: pl.Trainer, stage: Stage, callbacks: list[pl.Callback]) -> d
         trainer.strategy.barrier("best model saved")
         state = trainer.strategy.load_checkpoint(checkpoint.best_model_path)
         trainer.strategy.load_model_state_dict(state)
-    best = max(curve, key=lambda point: point["f1"]) if curve else None  # the first of equal scores
+    primary = scorer.primary  # the development "F1" fields hold the type's primary score
+    best = max(curve, key=lambda point: point[primary]) if curve else None  # the first of equal scores
     selected = best if stage.selection["mode"] == "best" else (curve[-1] if curve else None)
     return {
         "mode": stage.selection["mode"], "every_n_epochs": stage.selection["every_n_epochs"],
         "patience": stage.selection.get("patience"), "dev_split": dev_split(stage.task),
         "dev_langs": list(stage.dev_langs), "curve": curve,
         "selected_epoch": selected and selected["epoch"], "selected_step": selected and selected["step"],
-        "dev_f1": selected and selected["f1"], "dev_f1_best": best and best["f1"],
-        "dev_f1_last": curve[-1]["f1"] if curve else None,
+        "dev_f1": selected and selected[primary], "dev_f1_best": best and best[primary],
+        "dev_f1_last": curve[-1][primary] if curve else None,
         "epochs_run": int(trainer.current_epoch),  # fewer than the budget when stopped early
         "epoch_budget": int(stage.hparams["epochs"]),
         "dev_warnings": (selected or {}).get("warnings", []),

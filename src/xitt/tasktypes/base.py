@@ -46,6 +46,12 @@ class TaskType:
         """A source's rows (a `datasets.Dataset`) in the type's columns."""
         raise NotImplementedError
 
+    def data_note(self, rows: Any) -> str | None:
+        """What a record's split note says of its test rows (the unified and scored rows of one
+        language): the rows a type keeps although they are off (QA answers not at their
+        offset), counted; None when there is nothing to say."""
+        return None
+
     def scores(self, predictions: Mapping[str, Any]) -> dict[str, float]:
         """A predictions file's scores (0-100) as a record carries them: the primary, its
         companions and `n` (examples)."""

@@ -72,6 +72,13 @@ class QA(TaskType):
         check_answer_offsets(task, where, unified["id"], unified["context"], unified["answers"])
         return unified.select_columns([*self.columns, *group])
 
+    def data_note(self, rows: Any) -> str | None:
+        misplaced, total = misplaced_answers(rows["id"], rows["context"], rows["answers"])
+        if not misplaced:
+            return None
+        return (f"{len(misplaced):,} of the {total:,} gold answers of the test set are not at their offset in "
+                f"the context (kept; e.g. question {misplaced[0][0]!r})")
+
     def scores(self, predictions: Mapping[str, Any]) -> dict[str, float]:
         from xitt.metrics.qa import qa_scores
 
@@ -99,17 +106,25 @@ class QA(TaskType):
         return f1, np.ones_like(f1)
 
 
-def check_answer_offsets(task: Mapping[str, Any], where: str, ids: Sequence[str], contexts: Sequence[str],
-                         answers: Sequence[Mapping[str, list]]) -> None:
-    """Each gold answer's text where its `answer_start` says, in its context: a few misplaced
-    answers are counted and logged; above `MAX_MISPLACED_SHARE` of them the file is refused,
-    naming the first."""
+def misplaced_answers(ids: Sequence[str], contexts: Sequence[str],
+                      answers: Sequence[Mapping[str, list]]) -> tuple[list[tuple[str, str, int]], int]:
+    """The gold answers whose text is not where their `answer_start` says in their context
+    ((question id, text, start) each), and the count of all answers."""
     misplaced, total = [], 0
     for id_, context, answer in zip(ids, contexts, answers):
         for text, start in zip(answer["text"], answer["answer_start"]):
             total += 1
             if context[start:start + len(text)] != text:
                 misplaced.append((id_, text, start))
+    return misplaced, total
+
+
+def check_answer_offsets(task: Mapping[str, Any], where: str, ids: Sequence[str], contexts: Sequence[str],
+                         answers: Sequence[Mapping[str, list]]) -> None:
+    """Each gold answer's text where its `answer_start` says, in its context: a few misplaced
+    answers are counted and logged (and named in the records' split note: `QA.data_note`);
+    above `MAX_MISPLACED_SHARE` of them the file is refused, naming the first."""
+    misplaced, total = misplaced_answers(ids, contexts, answers)
     if not misplaced:
         return
     id_, text, start = misplaced[0]
