@@ -278,6 +278,7 @@ def _record_row(path: Path, record: dict) -> dict:
             value = WARNINGS_SEPARATOR.join(value)
         row[name] = _NUMBER_FIELDS.get(name, str)(value)
     row["itt"] = row["itt"] or NO_ITT
+    row["seed_independent"] = record.get("seed_independent") is True
     # the score the gains, trends and power read: the task type's primary (`metric`)
     row["metric"] = row["metric"] or "f1"
     row["score"] = float(primary_score(record))

@@ -38,6 +38,7 @@ from xitt.core.sources import FilePart, data_parts
 from xitt.core.taskspec import (dev_split, resolve_task, translate_train_section, with_translated_training,
                                 without_held_out_dev)
 from xitt.core.validate import check_cell, typed
+from xitt.tasktypes import task_type
 
 TRANSFER_MODES = ("zero_shot", "target_finetune", "translate_train", "few_shot")
 
@@ -168,6 +169,11 @@ class Cell:
         transfer = _plain(cfg.transfer)
         if transfer["mode"] not in TRANSFER_MODES:
             raise XittError(f"Transfer mode '{transfer['mode']}' is not supported; use one of {', '.join(TRANSFER_MODES)}.")
+        supported = task_type(target).transfer_modes
+        if supported is not None and transfer["mode"] not in supported:
+            raise XittError(f"Target task '{target['name']}' ({task_type(target).name}) supports transfer "
+                            f"{', '.join(supported)}, not {transfer['mode']}: it trains nothing in the target "
+                            f"languages. Use `transfer={supported[0]}`.")
         if transfer["mode"] == "translate_train":
             translate_train_section(target)  # fails now, not after ITT, for a task without translations
         if transfer["mode"] == "few_shot" and not (typed(transfer.get("k"), int) or 0) > 0 or \
@@ -184,6 +190,17 @@ class Cell:
         return cls(model=model, itt=itt, target=target, transfer=transfer, freezing=_plain(cfg.freezing),
                    seed=int(cfg.seed), eval_langs=eval_langs, trainer=_plain(cfg.trainer),
                    config=OmegaConf.to_container(cfg, resolve=True), selection=_plain(cfg.selection))
+
+    @property
+    def seed_matters(self) -> bool:
+        """False for a cell that trains nothing and starts from a pretrained checkpoint (no ITT,
+        a target type without a training stage): its scores are the same whatever the seed,
+        so its keys, name and records hold none (seed 0), and every seed reuses it."""
+        return bool(self.itt) or task_type(self.target).trains or self.model.get("source") == "scratch"
+
+    @property
+    def keyed_seed(self) -> int | None:
+        return self.seed if self.seed_matters else None
 
     @property
     def itt_name(self) -> str:
@@ -244,6 +261,8 @@ class Cell:
 
     def train_langs_for(self, lang: str) -> list[str]:
         """The language(s) the target model that is evaluated on `lang` is trained on."""
+        if not task_type(self.target).trains:
+            return []
         if self.transfer["mode"] == "zero_shot":
             return [self.transfer["train_lang"]]
         return [lang]
@@ -262,8 +281,9 @@ class Cell:
 
     @property
     def pretrained_start(self) -> str | dict[str, Any]:
-        """What a target model starts from: the ITT model's key, or the pretrained model."""
-        return self.itt_key or {"pretrained": self.model_key_view, "seed": self.seed}
+        """What a target model starts from: the ITT model's key, or the pretrained model (with
+        the seed that draws a scratch model's weights)."""
+        return self.itt_key or {"pretrained": self.model_key_view, "seed": self.keyed_seed}
 
     @property
     def target_training_task(self) -> dict[str, Any]:
@@ -292,6 +312,10 @@ class Cell:
             stages.append(Stage("itt", "itt", self.itt_key, None, self.itt, itt_langs, self.freezing_for("itt"),
                                 selection=self.selection_for("itt"), dev_langs=itt_langs))
             start = ("itt", self.itt_key)
+        if not task_type(self.target).trains:  # scores the encoder it is given: ITT's or the pretrained one
+            stages.append(Stage("evaluate", start[0] if start else "pretrained", self.evaluated_key, start,
+                                self.target, (), target_freezing, self.transfer, tuple(langs)))
+            return stages
         groups: dict[tuple[str, ...], list[str]] = {}
         for lang in langs:
             groups.setdefault(tuple(self.train_langs_for(lang)), []).append(lang)
@@ -331,13 +355,30 @@ class Cell:
                             "freezing": self.freezing_for("target"), "selection": selection,
                             "seed": self.seed, "training": self.training})
 
+    @property
+    def evaluated_key(self) -> str:
+        """The model a target without a training stage scores: the ITT model, or the
+        pretrained one."""
+        return self.itt_key or content_key({"stage": "pretrained", "start": self.pretrained_start})
+
+    def scored_key(self, lang: str) -> str:
+        """The key of the model whose scores in `lang` a record holds."""
+        if not task_type(self.target).trains:
+            return self.evaluated_key
+        return self.target_key(self.train_langs_for(lang))
+
     def result_key(self, target_key: str, lang: str) -> str:
-        """What a record scores: the target model, the language and its test files, and the
-        evaluation settings (`xitt.core.keys.evaluation_settings`)."""
+        """What a record scores: the target model, the language and its test files (and those
+        of the languages it is scored against), and the evaluation settings
+        (`xitt.core.keys.evaluation_settings`); for a target that trains nothing, its task
+        settings too (no target model's key holds them)."""
         test = self.target["test_split"]
+        unit = task_type(self.target)
+        read = unit.evaluation_languages(self.target, [lang])
         return content_key({"stage": "evaluate", "target": target_key, "lang": lang,
-                            "data": split_fingerprints(self.target, [(lang, test)]),
-                            "evaluation": evaluation_settings(self.trainer, self.target)})
+                            "data": split_fingerprints(self.target, [(read_lang, test) for read_lang in read]),
+                            "evaluation": evaluation_settings(self.trainer, self.target),
+                            **({} if unit.trains else {"task": task_key_view(self.target)})})
 
     @property
     def cell_key(self) -> str:
@@ -346,7 +387,7 @@ class Cell:
         folder), none of the languages it is scored in."""
         return content_key({"cell": model_key_view(self.model), "itt": self.itt and task_key_view(self.itt),
                             "target": task_key_view(self.target), "transfer": self.transfer,
-                            "freezing": self.freezing, "selection": self.selection, "seed": self.seed,
+                            "freezing": self.freezing, "selection": self.selection, "seed": self.keyed_seed,
                             "training": self.training})
 
     @property
@@ -365,7 +406,7 @@ class Cell:
     @property
     def name(self) -> str:
         return (f"{self.model['family']}-{self.model['size']}_itt-{self.itt_name}_{self.target['name']}"
-                f"_{self.transfer_name}_{self.freezing_name}_seed{self.seed}")
+                f"_{self.transfer_name}_{self.freezing_name}_{f'seed{self.seed}' if self.seed_matters else 'noseed'}")
 
     @property
     def tags(self) -> list[str]:

@@ -51,6 +51,13 @@ class Record:
     precision: float | None = None
     recall: float | None = None
     exact_match: float | None = None
+    reverse_accuracy: float | None = None  # retrieval (nearest): English -> the language
+    # retrieval (mining): the margin threshold applied to the test pairs, and where it came from
+    threshold: float | None = None
+    threshold_from: str | None = None
+    # whether the scores do not depend on the seed (a pretrained encoder scored without any
+    # training: one value per model, recorded as seed 0 and paired with every seed of its twins)
+    seed_independent: bool = False
     # a depth ladder's size (`model.keep_layers`): the bottom layers kept of the checkpoint
     keep_layers: int | None = None
     # model selection of the target model (xitt.stages.selection; None without validation):
@@ -82,8 +89,9 @@ class Record:
     # (and the field its `metric` names, `primary_score`)
     REQUIRED = ("cell_key", "model", "size", "params", "itt", "target", "transfer", "freezing", "seed", "lang")
     NUMBERS = {"params": int, "seed": int, "f1": float, "n": float, "accuracy": float, "precision": float,
-               "recall": float, "exact_match": float, "keep_layers": float, "selected_epoch": float, "epochs_run": float,
-               "epoch_budget": float, "dev_f1": float, "dev_f1_best": float, "dev_f1_last": float}
+               "recall": float, "exact_match": float, "reverse_accuracy": float, "threshold": float,
+               "keep_layers": float, "selected_epoch": float, "epochs_run": float, "epoch_budget": float,
+               "dev_f1": float, "dev_f1_best": float, "dev_f1_last": float}
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,14 +126,14 @@ def stored_result_key(path: Path) -> str | None:
 def pending_langs(cell: Cell, results_dir: Path) -> list[str]:
     """The languages without a record of the cell's current result key."""
     return [lang for lang in cell.eval_langs
-            if stored_result_key(record_path(results_dir, lang)) != cell.result_key(
-                cell.target_key(cell.train_langs_for(lang)), lang)]
+            if stored_result_key(record_path(results_dir, lang)) != cell.result_key(cell.scored_key(lang), lang)]
 
 
 # Every score field a record may carry: its title in reports and its short title in the
 # table a cell prints.
 SCORE_TITLES = {"f1": ("F1", "F1"), "accuracy": ("accuracy", "acc"), "precision": ("precision", "P"),
-                "recall": ("recall", "R"), "exact_match": ("exact match", "EM")}
+                "recall": ("recall", "R"), "exact_match": ("exact match", "EM"),
+                "reverse_accuracy": ("accuracy from English", "acc<-en")}
 
 
 def primary_score(record: dict[str, Any]) -> float | None:

@@ -47,7 +47,8 @@ def task_languages(task: Mapping[str, Any]) -> list[str]:
 
 
 def check_language(task: Mapping[str, Any], lang: str) -> None:
-    if lang not in task_languages(task):
+    """A language the task has (or its `pivot_lang`, read as the other side of every pair)."""
+    if lang not in task_languages(task) and lang != task.get("pivot_lang"):
         raise XittError(
             f"Task '{task['name']}' has no language '{lang}'. Its languages are: "
             f"{', '.join(task_languages(task))}. Pick some of them with `target_lang.langs=[...]`."

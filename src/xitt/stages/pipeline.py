@@ -214,23 +214,26 @@ class CellRunner:
         """Score the stage's target model (from the store, or `model_dir`) on its languages;
         write one record per language (rank 0) and return them."""
         started = time.time()
-        module = self.module_for(stage, tokenizer, model_dir or self.store.path(stage.store, stage.key))
-        data = self.datamodule(stage.task, tokenizer, eval_langs=stage.eval_langs)
+        unit = task_type(stage.task)
+        # the model scored: a stored one, or (a target that trains nothing) the pretrained encoder
+        model_dir = model_dir or (self.store.path(*stage.start) if stage.start else None)
+        module = self.module_for(stage, tokenizer, model_dir)
+        read_langs = unit.evaluation_languages(stage.task, list(stage.eval_langs))
+        data = self.datamodule(stage.task, tokenizer, eval_langs=tuple(read_langs))
         logger = self.logger(stage)
         try:
             trainer = self.trainer(logger=logger)
             outputs = trainer.predict(module, datamodule=data, return_predictions=True)
-            per_lang = outputs if len(stage.eval_langs) > 1 else [outputs]
+            per_lang = outputs if len(read_langs) > 1 else [outputs]
             rows = {lang: gather_rows(trainer, batches, module.prediction_width)
-                    for lang, batches in zip(stage.eval_langs, per_lang)}
+                    for lang, batches in zip(read_langs, per_lang)}
             records = {}
             if self.ranks.is_zero:
                 params = count_parameters(module.encoder)
-                built = _meta_of(model_dir or self.store.path(stage.store, stage.key))
-                unit = task_type(stage.task)
-                records = {lang: self.write_record(stage, lang, unit.training.predictions_file(
-                               stage.task, lang, rows[lang], data.test_data[lang]), params, started, built,
-                               unit.data_note(data.test_data[lang]))
+                built = _meta_of(model_dir) if model_dir and stage.store == "target" else {}
+                files = unit.training.predictions_files(stage.task, stage.eval_langs, rows, data.test_data)
+                records = {lang: self.write_record(stage, lang, files[lang], params, started, built,
+                                                   unit.data_note(files[lang], data.test_data[lang]))
                            for lang in stage.eval_langs}
                 log_scores(logger, list(records.values()), stage.task)
             self.ranks.barrier("records written")
@@ -256,9 +259,11 @@ class CellRunner:
             cell_key=cell.cell_key, cell_name=cell.name, result_key=cell.result_key(stage.key, lang),
             target_key=stage.key, itt_key=cell.itt_key, model=cell.model["family"], size=cell.model["size"],
             params=params, itt=cell.itt_name, target=cell.target["name"], transfer=cell.transfer["mode"],
-            freezing=cell.freezing_name, seed=cell.seed, lang=lang, train_lang=",".join(stage.train_langs),
+            freezing=cell.freezing_name, seed=cell.seed if cell.seed_matters else 0, lang=lang, train_lang=",".join(stage.train_langs),
             training=training_label(cell.trainer), run_settings=built.get("config", {}).get("run_settings") or {},
-            metric=task_type(cell.target).primary, **prediction_scores(predictions), **_selection_fields(selection),
+            metric=task_type(cell.target).primary_for(cell.target), **prediction_scores(predictions),
+            **_selection_fields(selection), seed_independent=not cell.seed_matters,
+            **{name: predictions[name] for name in ("threshold", "threshold_from") if name in predictions},
             keep_layers=cell.model.get("keep_layers"),
             split_note="; ".join(filter(None, [split_note(cell.target), data_note])) or None,
             few_shot_k=int(cell.transfer["k"]) if few_shot else None,
@@ -453,7 +458,8 @@ def log_scores(logger, records: list[dict[str, Any]], task: dict[str, Any]) -> N
     if not logger:
         return
     unit = task_type(task)
-    names = [unit.primary, *(name for name in unit.companions if records and records[0].get(name) is not None)]
+    names = [unit.primary_for(task),
+             *(name for name in unit.companions_for(task) if records and records[0].get(name) is not None)]
     logger.log_metrics({f"test/{name}/{r['lang']}": r[name] for r in records for name in names})
     if hasattr(logger, "log_table"):
         logger.log_table(key="test/scores", columns=["lang", *names, "n"],

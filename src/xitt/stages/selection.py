@@ -42,7 +42,7 @@ class DevScore(pl.Callback):
     def __init__(self, task: dict[str, Any], data: TaskDataModule, langs: tuple[str, ...]):
         self.task, self.data, self.langs = task, data, langs
         self.training = task_type(task).training
-        self.primary = task_type(task).primary
+        self.primary = task_type(task).primary_for(task)
         self.curve: list[dict[str, Any]] = []
         self._rows: dict[int, list[torch.Tensor]] = {}
         # What `xitt.metrics.degenerate` saw in the last validation's predictions.

@@ -11,9 +11,10 @@ from xitt import XittError
 from xitt.tasktypes.base import TaskType
 from xitt.tasktypes.classification import Classification
 from xitt.tasktypes.qa import QA
+from xitt.tasktypes.retrieval import Retrieval
 from xitt.tasktypes.tagging import Tagging
 
-TYPES: dict[str, TaskType] = {unit.name: unit for unit in (Classification(), Tagging(), QA())}
+TYPES: dict[str, TaskType] = {unit.name: unit for unit in (Classification(), Tagging(), QA(), Retrieval())}
 DEFAULT = "classification"
 
 

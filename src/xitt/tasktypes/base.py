@@ -30,11 +30,27 @@ class TaskType:
     companions: tuple[str, ...] = ()
     # Whether `train_sample: {per_class: k}` (and so few-shot transfer) can draw k of each class.
     has_classes = False
+    # Whether a target task of the type has a training stage (retrieval scores the encoder it
+    # is given), and the transfer modes it supports (None: all).
+    trains = True
+    transfer_modes: tuple[str, ...] | None = None
+
+    def primary_for(self, task: Mapping[str, Any]) -> str:
+        """The record field of a task's primary score (a type may score its tasks differently)."""
+        return self.primary
+
+    def companions_for(self, task: Mapping[str, Any]) -> tuple[str, ...]:
+        return self.companions
+
+    def evaluation_languages(self, task: Mapping[str, Any], langs: list[str]) -> list[str]:
+        """The languages an evaluation in `langs` reads (retrieval adds its English side)."""
+        return list(langs)
 
     @property
     def training(self) -> ModuleType:
         """The torch half of the unit (`<type>/training.py`): `MODEL_COLUMNS`, `SCORING_COLUMNS`,
-        `tokenise`, `collator`, `module`, `predictions_file`, `GATHERS_DEV_ROWS`, `dev_scores`."""
+        `tokenise`, `collator`, `module`, `predictions_files` (each evaluated language's),
+        `GATHERS_DEV_ROWS`, `dev_scores`."""
         return importlib.import_module(f"xitt.tasktypes.{self.name}.training")
 
     def check(self, task: Mapping[str, Any], group: str) -> None:
@@ -46,11 +62,12 @@ class TaskType:
         """A source's rows (a `datasets.Dataset`) in the type's columns."""
         raise NotImplementedError
 
-    def data_note(self, rows: Any) -> str | None:
+    def data_note(self, predictions: Mapping[str, Any], rows: Any) -> str | None:
         """What a record's split note says of its test rows (the unified and scored rows of one
-        language): the rows a type keeps although they are off (QA answers not at their
-        offset), counted; None when there is nothing to say."""
-        return None
+        language) and its predictions file: rows kept although they are off (QA answers not
+        at their offset), how a test set was built from them (retrieval's carve), counted;
+        None when there is nothing to say."""
+        return predictions.get("note")
 
     def scores(self, predictions: Mapping[str, Any]) -> dict[str, float]:
         """A predictions file's scores (0-100) as a record carries them: the primary, its

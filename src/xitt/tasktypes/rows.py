@@ -48,6 +48,12 @@ def dev_scores_from_rows(trainer: pl.Trainer, pl_module: pl.LightningModule, tas
     return scores, seen
 
 
+def each_language(predictions_file, task: Mapping[str, Any], langs: Sequence[str], rows: Mapping[str, np.ndarray],
+                  data: Mapping[str, datasets.Dataset]) -> dict[str, dict[str, Any]]:
+    """`predictions_files` of a type whose languages are scored each on its own."""
+    return {lang: predictions_file(task, lang, rows[lang], data[lang]) for lang in langs}
+
+
 def pad_to(values: torch.Tensor, length: int, fill: float) -> torch.Tensor:
     """`values` (batch, L) padded on the right to (batch, length): every batch's rows get
     the same width, whatever its own padded length."""

@@ -15,6 +15,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from xitt.models.module import EncoderModule
 from xitt.tasktypes.classification import POOLINGS
+from xitt.tasktypes.rows import each_language
 
 # What the model sees of a row (the target is renamed `labels` by the collator), and what is
 # kept beside it for scoring.
@@ -152,3 +153,8 @@ def dev_scores(trainer: pl.Trainer, pl_module: SequenceClassifier, task: Mapping
     seen = [seen for lang, metrics in zip(langs, pl_module.dev_metrics)
             if (seen := degenerate_predictions(class_multisets(trainer, metrics["f1"], task), "development", lang))]
     return pl_module.dev_scores(), seen
+
+
+def predictions_files(task: Mapping[str, Any], langs: Sequence[str], rows: Mapping[str, np.ndarray],
+                      data: Mapping[str, datasets.Dataset]) -> dict[str, dict[str, Any]]:
+    return each_language(predictions_file, task, langs, rows, data)

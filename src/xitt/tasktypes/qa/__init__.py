@@ -72,7 +72,7 @@ class QA(TaskType):
         check_answer_offsets(task, where, unified["id"], unified["context"], unified["answers"])
         return unified.select_columns([*self.columns, *group])
 
-    def data_note(self, rows: Any) -> str | None:
+    def data_note(self, predictions: Mapping[str, Any], rows: Any) -> str | None:
         misplaced, total = misplaced_answers(rows["id"], rows["context"], rows["answers"])
         if not misplaced:
             return None

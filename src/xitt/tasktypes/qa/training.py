@@ -13,7 +13,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from xitt.metrics import qa as qa_metrics
 from xitt.models.module import EncoderModule
 from xitt.tasktypes.qa.features import best_spans, qa_features
-from xitt.tasktypes.rows import dev_scores_from_rows, pad_to
+from xitt.tasktypes.rows import dev_scores_from_rows, each_language, pad_to
 
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions", "row")
 # A window's question id, context, gold answers and the context characters of its tokens.
@@ -109,3 +109,8 @@ def predictions_file(task: Mapping[str, Any], lang: str, rows: np.ndarray, data:
     # else SQuAD's (the synthetic demo languages, TyDiQA's languages outside MLQA/XQuAD).
     return {"task_type": "qa", "lang": lang if lang in qa_metrics.LANGUAGES else None, "ids": order,
             "gold": [examples[i]["answers"]["text"] for i in order], "pred": predicted}
+
+
+def predictions_files(task: Mapping[str, Any], langs: Sequence[str], rows: Mapping[str, np.ndarray],
+                      data: Mapping[str, datasets.Dataset]) -> dict[str, dict[str, Any]]:
+    return each_language(predictions_file, task, langs, rows, data)

@@ -11,7 +11,7 @@ from torch import nn
 from transformers import DataCollatorForTokenClassification, PreTrainedTokenizerBase
 
 from xitt.models.module import EncoderModule
-from xitt.tasktypes.rows import dev_scores_from_rows, pad_to
+from xitt.tasktypes.rows import dev_scores_from_rows, each_language, pad_to
 from xitt.tasktypes.tagging import ENTITY_F1
 from xitt.tasktypes.tagging.features import IGNORE_INDEX, tag_features, word_tags
 
@@ -78,3 +78,8 @@ def predictions_file(task: Mapping[str, Any], lang: str, rows: np.ndarray, data:
             "ids": [ids[row] for row in numbers], "gold": [tags[row] for row in numbers],
             "pred": [word_tags(positions[row], predictions, labels, fill)
                      for row, predictions in zip(numbers, rows[:, 1:])]}
+
+
+def predictions_files(task: Mapping[str, Any], langs: Sequence[str], rows: Mapping[str, np.ndarray],
+                      data: Mapping[str, datasets.Dataset]) -> dict[str, dict[str, Any]]:
+    return each_language(predictions_file, task, langs, rows, data)
