@@ -131,6 +131,10 @@ def analyse(results: Results, *, n_bootstrap: int = 1000, level: float = 0.95,
         key: {int(seeds[record_id]): run_estimates[record_id] for record_id in record_ids
               if include_flagged or not warnings[record_id]}
         for key, record_ids in groups.items()}
+    independent = records["seed_independent"].to_numpy()
+    constant = {key for key, record_ids in groups.items() if independent[record_ids].all()}
+    cell_estimates = _paired_with_every_seed(cell_estimates, constant)
+    gain_estimates_in = _paired_with_every_seed(gain_estimates_in, constant)
 
     score_rows, score_estimates = [], {}
     for key, per_seed in cell_estimates.items():
@@ -159,6 +163,27 @@ def analyse(results: Results, *, n_bootstrap: int = 1000, level: float = 0.95,
         n_bootstrap=n_bootstrap,
         include_flagged=include_flagged,
     )
+
+
+def _paired_with_every_seed(cell_estimates: dict[Key, dict[int, Estimate]],
+                            constant: set[Key]) -> dict[Key, dict[int, Estimate]]:
+    """A cell whose scores do not depend on the seed (a pretrained encoder scored without
+    training: one record, seed 0) stands for every seed of the cells it is compared with
+    (its ITT twins: same key but the intermediate task): the same value and replicates under
+    each of their seeds, so that its seed variance is zero, not unknown, and every ITT seed
+    is paired with it. Without such twins it stays as recorded (one value, test-set noise)."""
+    itt_position = CELL_KEYS.index("itt")
+    twins_seeds = defaultdict(set)
+    for key, per_seed in cell_estimates.items():
+        if key[itt_position] != NO_ITT:
+            twins_seeds[key[:itt_position] + (NO_ITT,) + key[itt_position + 1:]].update(per_seed)
+    out = dict(cell_estimates)
+    for key in constant:
+        wanted = twins_seeds.get(key)
+        if wanted and cell_estimates[key]:
+            estimate = next(iter(cell_estimates[key].values()))
+            out[key] = {seed: estimate for seed in sorted(wanted)}
+    return out
 
 
 def _run_estimates(results: Results, n_bootstrap: int, seed: int) -> dict[int, Estimate]:

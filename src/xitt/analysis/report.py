@@ -234,6 +234,24 @@ def _depth_ladder_note(records: pd.DataFrame) -> list[str]:
             f"effect depends on the depth kept of a fixed encoder, not on pretraining scale.\n"]
 
 
+def _seed_independent_note(records: pd.DataFrame) -> list[str]:
+    """Says so when cells do not depend on their seed (a pretrained encoder scored without
+    training), and, for mined pairs, that resampling keeps the threshold."""
+    notes = []
+    if records["seed_independent"].any():
+        cells = sorted(records.loc[records["seed_independent"], "cell_name"].unique())
+        notes.append(f"**Seed-independent cells** ({len(cells)}: {', '.join(cells[:6])}"
+                     f"{', ...' if len(cells) > 6 else ''}): a pretrained encoder scored without any training "
+                     f"is one model whatever the seed, so it was scored once (seed 0) and its value stands for "
+                     f"every seed of its ITT twins. Its seed variance is zero by construction: a gain's seed "
+                     f"noise is the ITT cells' alone, and its own interval covers the test sentences only.\n")
+    if records["threshold"].notna().any():
+        notes.append("**Mining thresholds are fixed** per record (tuned on the development carve, never on the "
+                     "test pairs): the bootstrap resamples the test sentences with each record's threshold "
+                     "held, so intervals do not include the threshold's own noise.\n")
+    return notes
+
+
 def report_markdown(analysis: Analysis, answer_list: list[dict],
                     figures: dict[str, Figure], out_dir: str | Path = ".") -> str:
     level = f"{analysis.level:.0%}"
@@ -245,6 +263,7 @@ def report_markdown(analysis: Analysis, answer_list: list[dict],
         "\n".join(sentences) + "\n",
         *_flagged_note(analysis),
         *_depth_ladder_note(records),
+        *_seed_independent_note(records),
         *(f"![ITT gain vs parameters by language group]({name})\n" for name in figures
           if name.startswith("gain_by_group_")),
         f"Gains are points of the target's score (its task type's primary: F1, or accuracy) of the "

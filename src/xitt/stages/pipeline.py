@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -32,7 +33,8 @@ from xitt import XittError
 from xitt.compat import fsdp_full_state_dict, start_ranks
 from xitt.core.cell import Cell, Stage
 from xitt.core.jobs import in_multirun
-from xitt.core.keys import training_label
+from xitt.core.cell import split_fingerprints
+from xitt.core.keys import content_key, training_label
 from xitt.core.ranks import Ranks
 from xitt.core.records import (PREDICTIONS_SUFFIX, Record, cell_results_dir, pending_langs,
                                read_records, record_path)
@@ -52,6 +54,8 @@ from xitt.tasktypes.rows import gather_rows
 
 log = logging.getLogger(__name__)
 HEAD_FILE = "head.safetensors"
+# Kept prediction rows (`TaskType.rows_view`): a store kind, and the file in each artifact.
+ROWS, ROWS_FILE = "rows", "rows.npy"
 # The config group whose `hparams` a training stage trains with (few-shot: the transfer's).
 HPARAMS_GROUP = {"itt": "itt", "target": "target", "few_shot": "transfer"}
 DEFAULT_LOCK_TIMEOUT_S = 6 * 3600
@@ -220,13 +224,21 @@ class CellRunner:
         module = self.module_for(stage, tokenizer, model_dir)
         read_langs = unit.evaluation_languages(stage.task, list(stage.eval_langs))
         data = self.datamodule(stage.task, tokenizer, eval_langs=tuple(read_langs))
+        rows = self.stored_rows(stage, read_langs)
+        to_predict = tuple(lang for lang in read_langs if lang not in rows)
         logger = self.logger(stage)
         try:
             trainer = self.trainer(logger=logger)
-            outputs = trainer.predict(module, datamodule=data, return_predictions=True)
-            per_lang = outputs if len(read_langs) > 1 else [outputs]
-            rows = {lang: gather_rows(trainer, batches, module.prediction_width)
-                    for lang, batches in zip(read_langs, per_lang)}
+            if to_predict:
+                predicted = data if len(to_predict) == len(read_langs) else self.datamodule(
+                    stage.task, tokenizer, eval_langs=to_predict)
+                outputs = trainer.predict(module, datamodule=predicted, return_predictions=True)
+                per_lang = outputs if len(to_predict) > 1 else [outputs]
+                for lang, batches in zip(to_predict, per_lang):
+                    rows[lang] = gather_rows(trainer, batches, module.prediction_width)
+                    self.store_rows(stage, lang, rows[lang])
+            if not data.test_data:  # no prediction ran on it: its rows' ids and texts
+                data.setup("predict")
             records = {}
             if self.ranks.is_zero:
                 params = count_parameters(module.encoder)
@@ -240,6 +252,28 @@ class CellRunner:
             return records
         finally:
             finish_logger()
+
+    def rows_key(self, stage: Stage, lang: str) -> str | None:
+        """The store key of one language's prediction rows of the stage's model, for a type
+        whose rows are kept (`rows_view`: retrieval's embeddings, shared by its tasks over
+        the same sentences); None for the others."""
+        view = task_type(stage.task).rows_view(stage.task)
+        if view is None:
+            return None
+        files = split_fingerprints(stage.task, [(lang, stage.task["test_split"])])
+        return content_key({"model": stage.key, "rows": view, "lang": lang, "files": files})
+
+    def stored_rows(self, stage: Stage, langs: list[str]) -> dict[str, Any]:
+        """The kept prediction rows of the languages that have them (every rank reads them)."""
+        keys = {lang: self.rows_key(stage, lang) for lang in langs}
+        stored = self.ranks.broadcast([lang for lang, key in keys.items() if key and self.store.has(ROWS, key)])
+        return {lang: np.load(self.store.path(ROWS, keys[lang]) / ROWS_FILE) for lang in stored}
+
+    def store_rows(self, stage: Stage, lang: str, rows: Any) -> None:
+        key = self.rows_key(stage, lang)
+        if key is not None:
+            self.store.get_or_build(ROWS, key, lambda out: np.save(out / ROWS_FILE, rows), {
+                "model": stage.key, "task": stage.task["name"], "lang": lang, "rows": len(rows)})
 
     def write_record(self, stage: Stage, lang: str, predictions: dict[str, Any], params: int,
                      started: float, built: dict[str, Any], data_note: str | None = None) -> dict[str, Any]:

@@ -42,6 +42,12 @@ class TaskType:
     def companions_for(self, task: Mapping[str, Any]) -> tuple[str, ...]:
         return self.companions
 
+    def rows_view(self, task: Mapping[str, Any]) -> dict[str, Any] | None:
+        """What a language's prediction rows depend on besides the model and the test files,
+        for a type whose rows are kept in the store and shared by its tasks (retrieval's
+        embeddings: two tasks scoring the same sentences embed them once); None: not kept."""
+        return None
+
     def evaluation_languages(self, task: Mapping[str, Any], langs: list[str]) -> list[str]:
         """The languages an evaluation in `langs` reads (retrieval adds its English side)."""
         return list(langs)

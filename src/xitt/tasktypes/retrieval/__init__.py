@@ -60,6 +60,14 @@ class Retrieval(TaskType):
     def companions_for(self, task: Mapping[str, Any]) -> tuple[str, ...]:
         return ("precision", "recall") if settings(task)["mode"] == "mining" else ("reverse_accuracy",)
 
+    def rows_view(self, task: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The embeddings depend on the sentences read, the layer, the prefix and the length,
+        not on the mode: a mining and a nearest task over the same files share them."""
+        chosen = settings(task)
+        return {"data": {name: task.get(name) for name in ("source", "path", "corpus", "local", "hub", "test_split")},
+                "sentences": chosen["sentences"], "group": chosen["group"], "layer": chosen["layer"],
+                "prefix": chosen["prefix"], "max_length": task["hparams"]["max_length"]}
+
     def evaluation_languages(self, task: Mapping[str, Any], langs: list[str]) -> list[str]:
         pivot = task.get("pivot_lang")
         return [*langs, pivot] if pivot and pivot not in langs else list(langs)

@@ -1,0 +1,165 @@
+"""The retrieval task type end to end: the demo retrieval cell offline (both modes, one
+embedding pass shared by them), the real encoder on the XNLI-built sets, a cell that trains
+nothing being one cell whatever its seed, the report's pairing of such a cell with every ITT
+seed, and bad input refused in one paragraph with nothing recorded."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_script
+from xitt.analysis import analyse, load_results
+from xitt.tasktypes import prediction_scores
+
+QUIET = ["logger=none", "trainer.enable_progress_bar=false"]
+
+
+def records_in(results: Path) -> dict[str, dict[str, dict]]:
+    """{cell folder: {lang: record}}."""
+    cells: dict[str, dict[str, dict]] = {}
+    for path in sorted(results.rglob("*.json")):
+        if not path.name.endswith(".predictions.json"):
+            record = json.loads(path.read_text())
+            cells.setdefault(path.parent.name, {})[record["lang"]] = record
+    return cells
+
+
+def built(root: Path, kind: str) -> int:
+    events = root / "store/events.jsonl"
+    lines = events.read_text().splitlines() if events.is_file() else []
+    return sum(json.loads(line).get("kind") == kind for line in lines)
+
+
+def test_demo_retrieval_scores_both_modes_from_one_embedding_pass_offline(tmp_path):
+    root = [f"paths.root={tmp_path}", *QUIET]
+    nearest = run_script("train.py", "itt=demo", "target=demo_retrieval", *root)
+    assert nearest.returncode == 0, nearest.stderr[-3000:]
+    assert "acc<-en" in nearest.stdout
+    rows_after_nearest = built(tmp_path, "rows")
+    assert rows_after_nearest == 4  # near, mid, far and the English side, embedded once each
+    mining = run_script("train.py", "itt=demo", "target=demo_retrieval", "target.retrieval.mode=mining", *root)
+    assert mining.returncode == 0, mining.stderr[-3000:]
+    assert built(tmp_path, "rows") == rows_after_nearest  # mining read the same embeddings
+    assert built(tmp_path, "itt") == 1 and built(tmp_path, "target") == 0  # nothing trained for retrieval
+
+    cells = records_in(tmp_path / "results")
+    assert len(cells) == 2
+    for name, records in cells.items():
+        assert sorted(records) == ["far", "mid", "near"]
+        for record in records.values():
+            predictions = json.loads((tmp_path / "results" / name / record["predictions"]).read_text())
+            for score, value in prediction_scores(predictions).items():
+                assert record[score] == value
+            assert "development carve 30%" in record["split_note"]
+            if record["metric"] == "f1":
+                assert record["threshold"] is not None and "development carve" in record["threshold_from"]
+                assert record["precision"] is not None and record["accuracy"] is None
+            else:
+                assert record["metric"] == "accuracy" and record["reverse_accuracy"] is not None
+        # the synthetic languages drift ever further from English
+        assert records["near"][records["near"]["metric"]] > records["far"][records["far"]["metric"]]
+
+
+def test_a_pretrained_encoder_without_itt_is_one_cell_whatever_the_seed(shared, tmp_path):
+    """e5-small at 3 layers (fast), no ITT, on the XNLI-built set in two languages: seeds 1
+    and 2 are one cell (one records folder, the second run finds it), accuracy far above
+    chance (1 in 2,600)."""
+    overrides = ["model=e5_depth", f"model.name_or_path={shared / 'models/multilingual-e5-small'}", "size=l3",
+                 "itt=none", "target=xnli_nearest", f"target.path={shared / 'data/xnli'}",
+                 "target_lang.langs=[de,sw]", "target.retrieval.prefix='query: '", f"paths.root={tmp_path}", *QUIET]
+    first = run_script("train.py", *overrides, "seed=1", env={"OMP_NUM_THREADS": "2"}, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_script("train.py", *overrides, "seed=2")
+    assert second.returncode == 0 and "nothing to train (skipped)" in second.stderr + second.stdout
+    ((name, records),) = records_in(tmp_path / "results").items()
+    assert name.startswith("e5_depth-l3_itt-none_xnli_nearest_zero_shot_none_noseed")
+    for lang, record in records.items():
+        assert record["seed"] == 0 and record["seed_independent"] is True
+        assert record["accuracy"] > 20, (lang, record["accuracy"])
+        assert "dropped as duplicates" in record["split_note"]
+    assert records["de"]["accuracy"] > records["sw"]["accuracy"]  # a high- and a low-resource language
+
+
+def _write_xnli_like(folder: Path, langs: dict[str, list[tuple[str, str]]]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for lang, lines in langs.items():
+        (folder / f"dev-{lang}.tsv").write_text("".join(f"{p}\t{h}\tneutral\n" for p, h in lines), encoding="utf-8")
+
+
+@pytest.mark.parametrize("problem, expected", [
+    ("short", "do not hold the same sentences"),
+    ("empty", "has an empty sentence"),
+    ("no_english", "cannot read its local data"),
+])
+def test_bad_retrieval_data_is_one_paragraph_and_nothing_is_recorded(tmp_path, problem, expected):
+    english = [(f"premise number {g}", f"hypothesis number {g} {i}") for g in range(12) for i in range(3)]
+    german = [(f"Prämisse {g}", f"Hypothese {g} {i}") for g in range(12) for i in range(3)]
+    if problem == "short":
+        german = german[:-3]  # a premise group less: the files are no longer aligned
+    if problem == "empty":
+        german[5] = (german[5][0], " ")
+    files = {"de": german} if problem == "no_english" else {"en": english, "de": german}
+    _write_xnli_like(tmp_path / "data", files)
+    result = run_script("train.py", "itt=none", "target=xnli_nearest", f"target.path={tmp_path / 'data'}",
+                        "target_lang.langs=[de]", f"paths.root={tmp_path}", *QUIET)
+    assert result.returncode != 0
+    message = result.stderr.split("xitt: ")[-1]
+    assert expected in message and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert not list((tmp_path / "results").rglob("*.json")) if (tmp_path / "results").exists() else True
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["itt=none", "target=demo_retrieval", "transfer=few_shot"], "supports transfer zero_shot"),
+    (["itt=demo", "+itt.task_type=retrieval", "target=demo"], "cannot be the itt task"),
+    (["itt=none", "target=demo_retrieval", "target.retrieval.layer=0"], "is not a layer"),
+    (["itt=none", "target=demo_retrieval", "target.retrieval.mode=bitext"], "is not a retrieval mode"),
+])
+def test_retrieval_settings_are_checked_before_work(tmp_path, overrides, expected):
+    result = run_script("train.py", *overrides, f"paths.root={tmp_path}", *QUIET)
+    assert result.returncode != 0 and expected in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "store").exists() or not list((tmp_path / "store").rglob("meta.json"))
+
+
+def test_a_seed_independent_twin_is_paired_with_every_itt_seed(tmp_path):
+    """No-ITT records of a pretrained encoder (seed 0, seed_independent) against ITT records
+    of seeds 1-3: every ITT seed is paired; the gain's seed noise is the ITT seeds' spread
+    (no invented variance, no division by zero); the no-ITT score's interval is its
+    test-set interval."""
+    rng = np.random.default_rng(0)
+    n = 400
+    gold = [f"s{i}" for i in range(n)]
+
+    def write(itt: str, seed: int, correct: float) -> None:
+        folder = tmp_path / f"e5-l3_itt-{itt}_seed{seed}"
+        folder.mkdir()
+        pred = [g if rng.random() < correct else "other" for g in gold]
+        predictions = {"task_type": "retrieval", "metric": "retrieval_accuracy", "ids": gold, "gold": gold,
+                       "pred": pred, "reverse": {"ids": gold, "gold": gold, "pred": pred}}
+        (folder / "de.predictions.json").write_text(json.dumps(predictions))
+        scores = prediction_scores(predictions)
+        record = {"cell_key": folder.name, "cell_name": folder.name, "model": "e5_depth", "size": "l3",
+                  "params": 30_000_000, "itt": itt, "target": "xnli_nearest", "transfer": "zero_shot",
+                  "freezing": "none", "seed": seed, "lang": "de", "metric": "accuracy", **scores,
+                  "seed_independent": itt == "none", "predictions": "de.predictions.json",
+                  "created": "2026-01-01T00:00:00"}
+        (folder / "de.json").write_text(json.dumps(record))
+
+    write("none", 0, 0.6)
+    for seed, correct in ((1, 0.66), (2, 0.70), (3, 0.68)):
+        write("udpos", seed, correct)
+    analysis = analyse(load_results([tmp_path]), n_bootstrap=200)
+    gain = analysis.gains[(analysis.gains["scope"] == "language")].iloc[0]
+    assert gain["status"] == "ok" and gain["seeds"] == "1, 2, 3" and gain["seed_pairing"] == "matched"
+    summary = analysis.summary.set_index(["itt", "seed"])
+    itt_scores = np.array([summary.loc[("udpos", seed), "score"] for seed in (1, 2, 3)])
+    none_score = summary.loc[("none", 0), "score"]
+    assert gain["gain"] == pytest.approx(itt_scores.mean() - none_score)
+    assert gain["seed_variance"] == pytest.approx(itt_scores.var(ddof=1) / 3)
+    scores = analysis.scores[analysis.scores["scope"] == "language"].set_index("itt")
+    none_row = scores.loc["none"]
+    assert (none_row["ci_low"], none_row["ci_high"]) == pytest.approx(
+        (none_row["ci_low_test_set"], none_row["ci_high_test_set"]), abs=1e-9)
+    assert isinstance(analysis.summary, pd.DataFrame)
