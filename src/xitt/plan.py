@@ -174,12 +174,12 @@ _ALWAYS_MATCHED = ("model", "target", "transfer", "freezing", "size", "itt")
 
 def _gain_setting(cell: Cell) -> tuple[str, ...]:
     """The values of `_GAIN_SETTING` that the records of this ITT cell will carry."""
-    target_stage = next(stage for stage in cell.stages() if stage.trains and stage.store == "target")
+    target_stage = next((stage for stage in cell.stages() if stage.trains and stage.store == "target"), None)
     zero_shot = cell.transfer["mode"] == "zero_shot"
+    selected = target_stage is not None and target_stage.validates  # a retrieval target trains nothing
     return (cell.model["family"], cell.target["name"], cell.transfer["mode"], cell.freezing_name,
-            cell.transfer["train_lang"] if zero_shot else "",
-            target_stage.selection["mode"] if target_stage.validates else "", str(cell.model["size"]),
-            cell.itt_name)
+            cell.transfer["train_lang"] if zero_shot and target_stage is not None else "",
+            target_stage.selection["mode"] if selected else "", str(cell.model["size"]), cell.itt_name)
 
 
 def _gains_csv(report: str | Path) -> Path:

@@ -64,7 +64,8 @@ class Retrieval(TaskType):
         """The embeddings depend on the sentences read, the layer, the prefix and the length,
         not on the mode: a mining and a nearest task over the same files share them."""
         chosen = settings(task)
-        return {"data": {name: task.get(name) for name in ("source", "path", "corpus", "local", "hub", "test_split")},
+        read = ("source", "path", "corpus", "local", "hub", "test_split", "test_sample")
+        return {"data": {name: task.get(name) for name in read},
                 "sentences": chosen["sentences"], "group": chosen["group"], "layer": chosen["layer"],
                 "prefix": chosen["prefix"], "max_length": task["hparams"]["max_length"]}
 
