@@ -1,11 +1,10 @@
-"""The foundation end to end: one offline cell, a cached grid, config errors, metrics."""
+"""One cell end to end (offline, the default settings), config errors, the store's atomic writes."""
 
 import json
 from pathlib import Path
 
 import pytest
 from hydra.errors import MissingConfigException
-from sklearn.metrics import accuracy_score, f1_score
 
 from conftest import DEMO_LANGS, builds, compose, records_under, run_script
 from xitt import XittError
@@ -131,19 +130,6 @@ def test_offline_hub_cell_names_the_missing_assets(tmp_path):
     assert "model FacebookAI/xlm-roberta-base" in result.stderr and "stanfordnlp/imdb" in result.stderr
     assert "python -m xitt.prepare" in result.stderr
     assert not (tmp_path / "store" / "itt").exists()
-
-
-def test_macro_f1_and_accuracy_match_scikit_learn():
-    from xitt.metrics.classification import classification_scores
-
-    gold = [0, 0, 1, 1, 2, 2, 2, 0, 1, 2, 0, 0]
-    pred = [0, 1, 1, 1, 2, 0, 2, 0, 2, 2, 1, 0]
-    scores = classification_scores(gold, pred, n_classes=3)
-    assert scores["f1"] == pytest.approx(100 * f1_score(gold, pred, average="macro"), abs=1e-6)
-    assert scores["accuracy"] == pytest.approx(100 * accuracy_score(gold, pred), abs=1e-6)
-    assert scores["n"] == 12
-    # a class never seen as gold nor predicted is left out of the average, as scikit-learn does
-    assert classification_scores([0, 1], [0, 1], n_classes=3)["f1"] == pytest.approx(100.0)
 
 
 def test_store_is_atomic_and_leaves_nothing_half_written(tmp_path):
