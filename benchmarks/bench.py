@@ -20,6 +20,9 @@ Rows (`--only` names):
   grid         the demo grid with the artifact store vs the naive pipeline (benchmarks/grid.py)
   startup      demo cell, config error, "nothing to train" (benchmarks/startup.py)
   concurrency  two concurrent demo cells vs one alone (benchmarks/startup.py)
+  retrieval    sentences/s that the retrieval module embeds (e5-small, 12 layers, fp32 and bf16),
+               and nearest + margin mining of 100k x 100k synthetic embeddings (20k with
+               --quick): seconds, sentences/s, peak memory (benchmarks/retrieval.py)
 
 The e5-small rows need ../shared (the model and the sentiment files); without it they are
 skipped, saying so. Everything runs offline, in a temporary folder.
@@ -39,7 +42,7 @@ from common import Row, format_table, load_average, measure_in_child, shared_pre
 
 from xitt.core.jobs import CPU_PRECISION
 
-SECTIONS = ("train", "stage", "eval", "tokenise", "grid", "startup", "concurrency")
+SECTIONS = ("train", "stage", "eval", "tokenise", "grid", "startup", "concurrency", "retrieval")
 PRECISIONS = (("32-true", "fp32"), ("bf16-mixed", "bf16"))
 LABELS = {"tiny": "tiny-l", "e5": "e5-small"}
 
@@ -208,6 +211,28 @@ def tokenisation_rows(workloads: list[str], quick: bool, root: Path) -> list[Row
     return rows
 
 
+def retrieval_rows(quick: bool, with_e5: bool) -> list[Row]:
+    import retrieval
+
+    rows = []
+    if with_e5:
+        progress("retrieval embedding")
+        rates = retrieval.embedding_rates(sentences=128 if quick else 512)
+        rows += [Row("retrieval: embed XNLI hypotheses, e5-small 12 layers: sentences/s",
+                     f"fp32 {rates['fp32']:.0f} | bf16 autocast {rates['bf16']:.0f}"),
+                 Row("  bf16 / fp32 (retrieval runs its precision's: fp32 where this is below 1)", "",
+                     rates["bf16"] / rates["fp32"])]
+    progress("retrieval scoring")
+    result = retrieval.scoring(20_000 if quick else 100_000)
+    n = result["n"]
+    rows.append(Row(f"retrieval: nearest + mining, {n:,} x {n:,} synthetic (d 384)",
+                    f"nearest {result['nearest_s']:.1f} s ({n / result['nearest_s']:,.0f} sentences/s), mining "
+                    f"{result['mine_s']:.1f} s ({n / result['mine_s']:,.0f} sentences/s), planted pairs F1 "
+                    f"{result['f1']:.1f}; peak memory {result['peak_rss_mib']:,.0f} MiB (similarity chunk "
+                    f"{result['chunk_mib']:,.0f} MiB; a whole n x n matrix: {n * n * 4 / 2**30:,.0f} GiB)"))
+    return rows
+
+
 LOADS: list[str] = []  # the load average as each measurement started: was the machine quiet?
 
 
@@ -256,6 +281,8 @@ def main() -> None:
 
             progress("grid")
             rows += grid.rows(root / "grid", options.quick)
+        if "retrieval" in only:
+            rows += retrieval_rows(options.quick, "e5" in workloads)
         if "startup" in only or "concurrency" in only:
             import startup
 

@@ -40,6 +40,53 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def scoring(n: int, dim: int = 384, chunk_rows: int = 4096, k: int = 4) -> dict:
+    """Seconds and peak memory of `nearest` and `mine` on n x n synthetic embeddings."""
+    source, target = embeddings(n, dim)
+    rss_before = peak_rss_mib()
+    started = time.perf_counter()
+    nearest(source, target, k, chunk_rows)
+    search_s = time.perf_counter() - started
+    started = time.perf_counter()
+    mined = mine(source, target, k, chunk_rows)
+    mine_s = time.perf_counter() - started
+    is_gold = (mined.source == mined.target) & (mined.source < n // 2)
+    threshold, f1 = best_threshold(mined.score, is_gold, n // 2)
+    return {"n": n, "nearest_s": search_s, "mine_s": mine_s, "pairs": len(mined), "f1": f1, "threshold": threshold,
+            "chunk_mib": min(chunk_rows, n) * n * 4 / 2**20, "peak_rss_mib": peak_rss_mib(),
+            "embeddings_rss_mib": rss_before}
+
+
+def embedding_rates(sentences: int = 512, layers: int = 12) -> dict[str, float]:
+    """Sentences a second that xitt's retrieval module embeds (e5-small, XNLI's German
+    hypotheses with e5's prefix, batches of 64 sorted by length), in fp32 and under bf16
+    autocast, on this machine's threads."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from xitt.tasktypes.retrieval.training import SentenceEmbedder
+    from common import SHARED
+
+    path = SHARED / "models/multilingual-e5-small"
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    encoder = AutoModel.from_pretrained(path, dtype=torch.float32)
+    encoder.encoder.layer = encoder.encoder.layer[:layers]
+    encoder.config.num_hidden_layers = layers
+    module = SentenceEmbedder(encoder, "last", {}).eval()
+    lines = (SHARED / "data/xnli/dev-de.tsv").read_text(encoding="utf-8").splitlines()[:sentences]
+    texts = sorted(("query: " + line.split("\t")[1] for line in lines), key=len)
+    rates = {}
+    for name, bf16 in (("fp32", False), ("bf16", True)):
+        started = time.perf_counter()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for start in range(0, len(texts), 64):
+                batch = tokenizer(texts[start:start + 64], padding=True, truncation=True, max_length=64,
+                                  return_tensors="pt")
+                module.embed(dict(batch))
+        rates[name] = len(texts) / (time.perf_counter() - started)
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000, help="sentences a side")
@@ -49,30 +96,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="n = 20,000")
     options = parser.parse_args()
     n = 20_000 if options.quick else options.n
-
-    source, target = embeddings(n, options.dim)
-    rss_before = peak_rss_mib()
-    chunk_mib = min(options.chunk_rows, n) * n * 4 / 2**20
     print(f"n={n} a side, d={options.dim}, k={options.k}, chunk_rows={options.chunk_rows}; "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, load {load_average()}")
-
-    started = time.perf_counter()
-    nearest(source, target, options.k, options.chunk_rows)
-    search_s = time.perf_counter() - started
-    print(f"nearest: {search_s:.1f} s, {n / search_s:,.0f} source sentences/s "
-          f"({n * n / search_s / 1e9:.2f} G similarities/s)")
-
-    started = time.perf_counter()
-    mined = mine(source, target, options.k, options.chunk_rows)
-    mine_s = time.perf_counter() - started
-    print(f"mine:    {mine_s:.1f} s, {n / mine_s:,.0f} source sentences/s (both directions searched), "
-          f"{len(mined):,} pairs")
-
-    is_gold = (mined.source == mined.target) & (mined.source < n // 2)
-    threshold, f1 = best_threshold(mined.score, is_gold, n // 2)
-    print(f"check:   F1 {f1:.1f} on the {n // 2:,} planted pairs at margin >= {threshold:.3f}")
-    print(f"memory:  similarity chunk {chunk_mib:,.0f} MiB (chunk_rows x n float32); peak RSS "
-          f"{peak_rss_mib():,.0f} MiB ({rss_before:,.0f} MiB with the embeddings alone)")
+    result = scoring(n, options.dim, options.chunk_rows, options.k)
+    print(f"nearest: {result['nearest_s']:.1f} s, {n / result['nearest_s']:,.0f} source sentences/s "
+          f"({n * n / result['nearest_s'] / 1e9:.2f} G similarities/s)")
+    print(f"mine:    {result['mine_s']:.1f} s, {n / result['mine_s']:,.0f} source sentences/s (both directions "
+          f"searched), {result['pairs']:,} pairs")
+    print(f"check:   F1 {result['f1']:.1f} on the {n // 2:,} planted pairs at margin >= {result['threshold']:.3f}")
+    print(f"memory:  similarity chunk {result['chunk_mib']:,.0f} MiB (chunk_rows x n float32); peak RSS "
+          f"{result['peak_rss_mib']:,.0f} MiB ({result['embeddings_rss_mib']:,.0f} MiB with the embeddings alone)")
 
 
 if __name__ == "__main__":
