@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from conftest import run_script
@@ -114,7 +113,7 @@ def test_bad_retrieval_data_is_one_paragraph_and_nothing_is_recorded(tmp_path, p
 
 @pytest.mark.parametrize("overrides, expected", [
     (["itt=none", "target=demo_retrieval", "transfer=few_shot"], "supports transfer zero_shot"),
-    (["itt=demo", "+itt.task_type=retrieval", "target=demo"], "cannot be the itt task"),
+    (["itt=demo", "itt.task_type=retrieval", "+itt.pivot_lang=en", "target=demo"], "cannot be the itt task"),
     (["itt=none", "target=demo_retrieval", "target.retrieval.layer=0"], "is not a layer"),
     (["itt=none", "target=demo_retrieval", "target.retrieval.mode=bitext"], "is not a retrieval mode"),
 ])
@@ -127,8 +126,8 @@ def test_retrieval_settings_are_checked_before_work(tmp_path, overrides, expecte
 def test_a_seed_independent_twin_is_paired_with_every_itt_seed(tmp_path):
     """No-ITT records of a pretrained encoder (seed 0, seed_independent) against ITT records
     of seeds 1-3: every ITT seed is paired; the gain's seed noise is the ITT seeds' spread
-    (no invented variance, no division by zero); the no-ITT score's interval is its
-    test-set interval."""
+    (no invented variance, no division by zero); the no-ITT score's interval is as wide as
+    its test-set interval."""
     rng = np.random.default_rng(0)
     n = 400
     gold = [f"s{i}" for i in range(n)]
@@ -153,7 +152,7 @@ def test_a_seed_independent_twin_is_paired_with_every_itt_seed(tmp_path):
         write("udpos", seed, correct)
     analysis = analyse(load_results([tmp_path]), n_bootstrap=200)
     gain = analysis.gains[(analysis.gains["scope"] == "language")].iloc[0]
-    assert gain["status"] == "ok" and gain["seeds"] == "1, 2, 3" and gain["seed_pairing"] == "matched"
+    assert gain["status"] == "ok" and gain["seeds"] == "1 2 3" and gain["seed_pairing"] == "matched"
     summary = analysis.summary.set_index(["itt", "seed"])
     itt_scores = np.array([summary.loc[("udpos", seed), "score"] for seed in (1, 2, 3)])
     none_score = summary.loc[("none", 0), "score"]
@@ -161,6 +160,8 @@ def test_a_seed_independent_twin_is_paired_with_every_itt_seed(tmp_path):
     assert gain["seed_variance"] == pytest.approx(itt_scores.var(ddof=1) / 3)
     scores = analysis.scores[analysis.scores["scope"] == "language"].set_index("itt")
     none_row = scores.loc["none"]
-    assert (none_row["ci_low"], none_row["ci_high"]) == pytest.approx(
-        (none_row["ci_low_test_set"], none_row["ci_high_test_set"]), abs=1e-9)
-    assert isinstance(analysis.summary, pd.DataFrame)
+    # its seed part is zero: its interval is its test-set noise alone (normal approximation vs
+    # percentile bootstrap: the widths agree within a tenth or so), not widened by a t quantile
+    width = none_row["ci_high"] - none_row["ci_low"]
+    test_width = none_row["ci_high_test_set"] - none_row["ci_low_test_set"]
+    assert 0.9 < width / test_width < 1.2, (width, test_width)
