@@ -402,9 +402,9 @@ def test_answers_not_where_their_offsets_say_are_counted_and_refused_above_a_sma
     check_answer_offsets(task, "local file x.json", ids, contexts, [wrong] + [right] * 199)
     assert "1 of its 200 gold answers are not at their offset" in caplog.text and "'q0'" in caplog.text
     # ... and named in the split note of the records scored on such a test set
-    note = QA().data_note({"id": ids, "context": contexts, "answers": [wrong] + [right] * 199})
+    note = QA().data_note({}, {"id": ids, "context": contexts, "answers": [wrong] + [right] * 199})
     assert note.startswith("1 of the 200 gold answers of the test set are not at their offset") and "'q0'" in note
-    assert QA().data_note({"id": ids, "context": contexts, "answers": [right] * 200}) is None
+    assert QA().data_note({}, {"id": ids, "context": contexts, "answers": [right] * 200}) is None
     # five (2.5%): refused, naming the file, the first question and what to check
     assert 5 > MAX_MISPLACED_SHARE * 200
     with pytest.raises(XittError) as refused:
