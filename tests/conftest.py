@@ -100,13 +100,3 @@ def demo_grid(tmp_path_factory) -> Path:
     assert "8 cells: 8 run, 0 skipped (already done), 0 failed" in result.stdout
     return root
 
-
-# The longest files first: `--dist loadfile` hands whole files to the workers in collection
-# order, and a long file started last runs alone at the end (the suite's tail).
-LONGEST_FIRST = ("test_task_types_end_to_end.py", "test_real_transfer.py", "test_report.py", "test_slurm.py",
-                 "test_retrieval.py", "test_preemption.py", "test_concurrency.py", "test_ddp.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
