@@ -70,7 +70,7 @@ def test_a_pretrained_encoder_without_itt_is_one_cell_whatever_the_seed(shared, 
                  "itt=none", "target=xnli_nearest", f"target.path={shared / 'data/xnli'}",
                  "target_lang.langs=[de,sw]", "target.retrieval.prefix='query: '", "target.retrieval.sentences=[hypothesis]",
                  "+target.test_sample={n: 600, seed: 1}", f"paths.root={tmp_path}", *QUIET]
-    first = run_script("train.py", *overrides, "seed=1", env={"OMP_NUM_THREADS": "2"}, timeout=900)
+    first = run_script("train.py", *overrides, "seed=1", timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     second = run_script("train.py", *overrides, "seed=2")
     assert second.returncode == 0 and "nothing to train (skipped)" in second.stderr + second.stdout
