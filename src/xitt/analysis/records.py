@@ -18,7 +18,7 @@ of its ids) that the bootstrap uses to resample paired records together.
 
 A record's ``warnings`` (one text, sentences joined by ``WARNINGS_SEPARATOR``) are those it
 was written with (degenerate predictions on the development or test set,
-``xitt.metrics.degenerate``) plus what the same check finds in its predictions file, so
+``xitt.tasktypes.degenerate_predictions``) plus what the same check finds in its predictions file, so
 that records written before the check existed are flagged too.
 """
 

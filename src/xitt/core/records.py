@@ -71,7 +71,7 @@ class Record:
     dev_f1_best: float | None = None
     dev_f1_last: float | None = None
     dev_lang: str | None = None
-    # what looked broken (xitt.metrics.degenerate): degenerate predictions on the development
+    # what looked broken (xitt.tasktypes.degenerate_predictions): degenerate predictions on the development
     # set of the stored model or on this language's test set; the record is kept, but flagged
     warnings: list[str] = field(default_factory=list)
     # provenance

@@ -45,7 +45,7 @@ class DevScore(pl.Callback):
         self.primary = task_type(task).primary_for(task)
         self.curve: list[dict[str, Any]] = []
         self._rows: dict[int, list[torch.Tensor]] = {}
-        # What `xitt.metrics.degenerate` saw in the last validation's predictions.
+        # What the task type's degenerate check (`xitt.tasktypes`) saw in the last validation's predictions.
         self.seen: list[str] = []
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -122,7 +122,7 @@ def select(trainer: pl.Trainer, stage: Stage, callbacks: list[pl.Callback]) -> d
     rank), and describe the selection for the artifact's meta.json and the records: mode,
     development split and languages, the curve, the selected epoch and step, the selected,
     best and last development F1, the epochs trained and the budget, and what
-    `xitt.metrics.degenerate` saw in the stored model's development predictions."""
+    the task type's degenerate check (`xitt.tasktypes`) saw in the stored model's development predictions."""
     scorer = next((callback for callback in callbacks if isinstance(callback, DevScore)), None)
     if scorer is None:
         return None
