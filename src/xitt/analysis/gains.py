@@ -47,9 +47,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from xitt.metrics.classification import macro_f1
-
 from xitt.core.records import score_title
+from xitt.metrics.classification import macro_f1
 
 from .languages import language_groups
 from .records import CELL_KEYS, NO_ITT, SETTING_KEYS, Predictions, Results

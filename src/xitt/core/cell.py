@@ -261,8 +261,6 @@ class Cell:
 
     def train_langs_for(self, lang: str) -> list[str]:
         """The language(s) the target model that is evaluated on `lang` is trained on."""
-        if not task_type(self.target).trains:
-            return []
         if self.transfer["mode"] == "zero_shot":
             return [self.transfer["train_lang"]]
         return [lang]

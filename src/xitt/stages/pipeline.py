@@ -31,9 +31,8 @@ from transformers import PreTrainedTokenizerBase
 
 from xitt import XittError
 from xitt.compat import fsdp_full_state_dict, start_ranks
-from xitt.core.cell import Cell, Stage
+from xitt.core.cell import Cell, Stage, split_fingerprints
 from xitt.core.jobs import in_multirun
-from xitt.core.cell import split_fingerprints
 from xitt.core.keys import content_key, training_label
 from xitt.core.ranks import Ranks
 from xitt.core.records import (PREDICTIONS_SUFFIX, Record, cell_results_dir, pending_langs,
@@ -293,7 +292,8 @@ class CellRunner:
             cell_key=cell.cell_key, cell_name=cell.name, result_key=cell.result_key(stage.key, lang),
             target_key=stage.key, itt_key=cell.itt_key, model=cell.model["family"], size=cell.model["size"],
             params=params, itt=cell.itt_name, target=cell.target["name"], transfer=cell.transfer["mode"],
-            freezing=cell.freezing_name, seed=cell.seed if cell.seed_matters else 0, lang=lang, train_lang=",".join(stage.train_langs),
+            freezing=cell.freezing_name, seed=cell.seed if cell.seed_matters else 0, lang=lang,
+            train_lang=",".join(stage.train_langs),
             training=training_label(cell.trainer), run_settings=built.get("config", {}).get("run_settings") or {},
             metric=task_type(cell.target).primary_for(cell.target), **prediction_scores(predictions),
             **_selection_fields(selection), seed_independent=not cell.seed_matters,

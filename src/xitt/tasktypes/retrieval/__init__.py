@@ -97,12 +97,11 @@ class Retrieval(TaskType):
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise XittError(f"`{group}.retrieval.margin_k={k}` must be a whole number of neighbours, 1 or more "
                             f"(XTREME uses 4).")
-        for setting, low, high in (("dev_ratio", 0.0, 1.0), ("distractor_ratio", 0.0, 0.5)):
+        for setting, high, zero_allowed in (("dev_ratio", 1.0, False), ("distractor_ratio", 0.5, True)):
             value = chosen[setting]
-            if not isinstance(value, (int, float)) or not (low < value < high or setting == "distractor_ratio"
-                                                           and value == 0):
-                raise XittError(f"`{group}.retrieval.{setting}={value}` must lie between {low} and {high} "
-                                f"(exclusive{', or be 0' if setting == 'distractor_ratio' else ''}).")
+            if not (isinstance(value, (int, float)) and (0 < value < high or zero_allowed and value == 0)):
+                raise XittError(f"`{group}.retrieval.{setting}={value}` must lie between 0 and {high} "
+                                f"(exclusive{', or be 0' if zero_allowed else ''}).")
         if not task.get("pivot_lang"):
             raise XittError(f"Task '{name}' names no `pivot_lang`: the language every other is paired with "
                             f"(English in XTREME). Set `{group}.pivot_lang=en`.")

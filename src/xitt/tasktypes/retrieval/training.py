@@ -72,9 +72,11 @@ def module(encoder: nn.Module, task: Mapping[str, Any], hparams: Mapping[str, An
 
 
 def side(lang: str, rows: np.ndarray, data: datasets.Dataset) -> Side:
-    """A language's sentences and their embeddings, in the data's order."""
-    order = np.argsort(rows[:, 0], kind="stable")
-    return Side(lang, list(data["id"]), list(data["group"]), list(data["text"]), rows[order, 1:].astype(np.float32))
+    """A language's embedded sentences (the rows, by their row number in `data`)."""
+    numbers = rows[:, 0].astype(np.int64)
+    ids, groups, texts = data["id"], data["group"], data["text"]
+    return Side(lang, [ids[n] for n in numbers], [groups[n] for n in numbers], [texts[n] for n in numbers],
+                rows[:, 1:].astype(np.float32))
 
 
 def predictions_files(task: Mapping[str, Any], langs: Sequence[str], rows: Mapping[str, np.ndarray],
