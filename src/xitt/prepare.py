@@ -72,7 +72,8 @@ def grid_assets(overrides: Iterable[str]) -> GridAssets:
                         dataset = dataclasses.replace(part, split=None)
                         _add(assets.hub_datasets.setdefault(dataset, []), part.split)
                     elif isinstance(part, FilePart):
-                        _add(assets.local_files, str(part.path))
+                        for path in part.files:
+                            _add(assets.local_files, str(path))
         except XittError as error:
             failing.setdefault(str(error), []).append(" ".join(cell_overrides) or "(defaults)")
     assets.problems = [f"{len(cells)} cell(s) ({'; '.join(cells[:3])}{'; ...' if len(cells) > 3 else ''}): {reason}"

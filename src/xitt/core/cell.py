@@ -86,8 +86,8 @@ def split_fingerprints(task: dict[str, Any], reads: list[tuple[str, str]]) -> di
     demo data (a hub data set is named by its id, configuration and revision)."""
     if task.get("source") != "local":
         return {}
-    return {f"{lang}/{split}": [file_fingerprint(part.path) for part in data_parts(task, lang, split)
-                                if isinstance(part, FilePart)] for lang, split in reads}
+    return {f"{lang}/{split}": [file_fingerprint(path) for part in data_parts(task, lang, split)
+                                if isinstance(part, FilePart) for path in part.files] for lang, split in reads}
 
 
 def reads_fingerprint(task: dict[str, Any], train_langs, dev_langs, selection: dict[str, Any]) -> dict[str, Any]:

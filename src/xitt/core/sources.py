@@ -46,9 +46,22 @@ class FilePart:
     fields: tuple[str, ...] | None = None
     split_column: str | None = None
 
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file the part reads: its own, and for BUCC's the two sides its gold pairs name."""
+        return (self.path, *bucc_sides(self.path)) if self.file_format == "bucc" else (self.path,)
+
     def describe(self) -> str:
         where = f" (rows with {self.split_column} = {self.split})" if self.split_column else ""
         return f"local file {self.path}{where}"
+
+
+def bucc_sides(gold: Path) -> tuple[Path, Path]:
+    """The two sentence files of a BUCC gold file (`de-en.training.gold`: `de-en.training.de`
+    and `de-en.training.en`, `id<TAB>sentence` lines)."""
+    own, pivot = gold.name.split(".")[0].split("-")[:2]
+    stem = gold.name.removesuffix(".gold")
+    return gold.with_name(f"{stem}.{own}"), gold.with_name(f"{stem}.{pivot}")
 
 
 def _section(task: Mapping[str, Any]) -> dict[str, Any]:

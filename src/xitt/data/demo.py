@@ -136,7 +136,7 @@ def english_examples(task: str, split: str) -> tuple[tuple[str, int], ...]:
 
 def demo_rows(task: str, lang: str, split: str) -> dict[str, list]:
     """Columns of one split in one language: (id, text, label) for the sentiment and
-    polarity corpora, (id, text, group) for `parallel` (the sentiment sentences, for retrieval), (id, tokens, tags) for `ner`, (id, question, context, answers) for
+    polarity corpora, (id, text, group, side) for `parallel` (the sentiment sentences, for retrieval), (id, tokens, tags) for `ner`, (id, question, context, answers) for
     `qa`. Ids are shared by the translations of the same example, so test sets are
     parallel across languages."""
     if lang not in LANGUAGES:
@@ -146,9 +146,9 @@ def demo_rows(task: str, lang: str, split: str) -> dict[str, list]:
         if split not in sizes:
             raise ValueError(f"the demo corpus has no split {split!r} for {task!r}")
         return _ner_rows(lang, split) if task == "ner" else _qa_rows(lang, split)
-    if task == "parallel":  # the sentiment sentences as a parallel corpus: (id, text, group)
+    if task == "parallel":  # the sentiment sentences as a parallel corpus: (id, text, group, side)
         rows = demo_rows("sentiment", lang, split)
-        return {"id": rows["id"], "text": rows["text"], "group": rows["id"]}
+        return {"id": rows["id"], "text": rows["text"], "group": rows["id"], "side": ["own"] * len(rows["id"])}
     if (task, split) not in SPLIT_SIZES:
         raise ValueError(f"the demo corpus has no split {split!r} for {task!r}")
     pairs = english_examples(task, split)

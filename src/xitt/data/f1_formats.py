@@ -1,5 +1,6 @@
 """Readers for the file formats of the F1 tasks: PAN-X NER (XTREME token TSV), UD POS
-(CoNLL-U) and extractive QA (SQuAD v1.1 JSON).
+(CoNLL-U), extractive QA (SQuAD v1.1 JSON) and BUCC 2018 bitext mining (sentence files and
+gold pairs).
 
 Each reader returns a list of plain dicts, one per example (sentence or question), each
 with a string "id" that is unique within the file and stable across runs (the same file
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from xitt import XittError
+from xitt.core.sources import bucc_sides
 from xitt.data.readers import read_text
 
 # Raw WikiANN files (Rahimi et al. 2019) prefix every token with its language, `en:Paris`;
@@ -189,3 +191,62 @@ def read_squad_json(path: str | Path) -> list[dict[str, Any]]:
                         f"data[].paragraphs[].qas[].")
     _unique_ids(examples)
     return [{"id": e["id"], **{k: v for k, v in e.items() if k != "id"}} for e in examples]
+
+
+def _bucc_sentences(path: Path) -> dict[str, str]:
+    """A BUCC sentence file: `id<TAB>sentence` per line, ids unique."""
+    sentences: dict[str, str] = {}
+    for number, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        id_, tab, text = line.partition("\t")
+        if not tab or not id_.strip():
+            raise XittError(f"Line {number} of {path} is not `id<TAB>sentence`, as BUCC's sentence files are. "
+                            f"Repair the line.")
+        if id_ in sentences:
+            raise XittError(f"Line {number} of {path} repeats the id {id_!r}; every sentence of a BUCC file has "
+                            f"its own. Repair the file.")
+        sentences[id_] = text
+    return sentences
+
+
+def read_bucc(gold_path: str | Path) -> list[dict[str, Any]]:
+    """BUCC 2018: `<xx>-en.<split>.gold` (`xx id<TAB>en id` per line, one-to-one) beside its
+    sentence files `<xx>-en.<split>.<xx>` and `.en`. Returns one row per sentence,
+    {"id", "text", "side"} (side `own` for xx, `pivot` for English): a gold pair's two
+    sentences share the xx id; every other sentence keeps its own id, a distractor that
+    mining must reject. A gold pair naming an id that its file lacks is refused."""
+    gold_path = Path(gold_path)
+    own_path, pivot_path = bucc_sides(gold_path)
+    for path in (own_path, pivot_path):
+        if not path.is_file():
+            raise XittError(f"The BUCC gold file {gold_path} has no sentence file {path.name} beside it (BUCC's "
+                            f"layout: <xx>-en.<split>.gold, .<xx> and .en in one folder). Copy it there.")
+    own, pivot = _bucc_sentences(own_path), _bucc_sentences(pivot_path)
+    paired: dict[str, str] = {}  # English id: the xx id of its pair
+    seen_own: set[str] = set()
+    for number, line in enumerate(_read_lines(gold_path), start=1):
+        if not line.strip():
+            continue
+        own_id, tab, pivot_id = line.partition("\t")
+        pivot_id = pivot_id.strip()
+        if not tab or not pivot_id:
+            raise XittError(f"Line {number} of {gold_path} is not `xx id<TAB>en id`, as BUCC's gold pairs are. "
+                            f"Repair the line.")
+        for id_, sentences, path in ((own_id, own, own_path), (pivot_id, pivot, pivot_path)):
+            if id_ not in sentences:
+                raise XittError(f"Line {number} of {gold_path} pairs {own_id!r} with {pivot_id!r}, but {path} has "
+                                f"no sentence {id_!r}: the gold pairs and the sentence files do not belong "
+                                f"together. Use the files of one BUCC release and split.")
+        if own_id in seen_own or pivot_id in paired:
+            raise XittError(f"Line {number} of {gold_path} pairs {own_id!r} or {pivot_id!r} a second time; BUCC's "
+                            f"gold pairs are one-to-one. Remove the repeated pair.")
+        seen_own.add(own_id)
+        paired[pivot_id] = own_id
+    clash = sorted(set(own) & (set(pivot) - set(paired)))
+    if clash:
+        raise XittError(f"{own_path} and {pivot_path} both use the id {clash[0]!r} for sentences that are no gold "
+                        f"pair, so they would be scored as translations. Give each side's ids their own prefix, "
+                        f"as BUCC's files do (de-000001, en-000001).")
+    return ([{"id": id_, "text": text, "side": "own"} for id_, text in own.items()]
+            + [{"id": paired.get(id_, id_), "text": text, "side": "pivot"} for id_, text in pivot.items()])

@@ -175,7 +175,22 @@ def read_jsonl(path: Path, fields: Sequence[str] | None = None) -> Columns:
     return {name: [record[name] for record in records] for name in names}
 
 
+def read_lines(path: Path, fields: Sequence[str] | None = None) -> Columns:
+    """One sentence per line (parallel files aligned line by line), in one column named by
+    `fields` (default `text`). Blank lines are kept, so that a check of the rows can name
+    the line; the newline that ends the file starts no line."""
+    name = fields[0] if fields else "text"
+    lines = [line.removesuffix("\r") for line in read_text(path).split("\n")]
+    if lines and not lines[-1]:
+        lines.pop()
+    if not lines:
+        raise XittError(f"The file {path} is empty. Check that it is the right file and that it was written "
+                        f"completely.")
+    return {name: lines}
+
+
 READERS: dict[str, Callable[[Path, Sequence[str] | None], Columns]] = {
+    "txt": read_lines,
     "tsv": read_tsv,
     "csv": read_csv,
     "jsonl": read_jsonl,

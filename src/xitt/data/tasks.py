@@ -23,20 +23,21 @@ from xitt import XittError
 from xitt.core.sources import FilePart, HubPart, Placeholders, carves_split, data_parts, fill, locate
 from xitt.core.taskspec import DEV_SHUFFLE_SEED, HELD_OUT_DEV, SPLIT_SHUFFLE_SEED, carves_dev, check_language, dev_ratio, dev_split
 from xitt.data import demo
-from xitt.data.f1_formats import read_conllu, read_panx_tsv, read_squad_json
+from xitt.data.f1_formats import read_bucc, read_conllu, read_panx_tsv, read_squad_json
 from xitt.data.readers import read_table
 from xitt.tasktypes import task_type
 
 # Local formats of the tagging and QA tasks: each reader gives one dict per sentence or
 # question (xitt.data.f1_formats).
-EXAMPLE_READERS = {"panx": read_panx_tsv, "conllu": read_conllu, "squad": read_squad_json}
+EXAMPLE_READERS = {"panx": read_panx_tsv, "conllu": read_conllu, "squad": read_squad_json, "bucc": read_bucc}
 
 
 def missing_data_assets(task: Mapping[str, Any], lang: str, split: str) -> list[str]:
     """What this machine lacks to read one language and split of a task (empty when all is
     there): local files that do not exist, or, offline, hub data sets not in the cache."""
     parts = data_parts(task, lang, split)
-    missing = [part.describe() for part in parts if isinstance(part, FilePart) and not part.path.is_file()]
+    missing = [part.describe() if path == part.path else f"local file {path}" for part in parts
+               if isinstance(part, FilePart) for path in part.files if not path.is_file()]
     hub_parts = [part for part in parts if isinstance(part, HubPart)]
     if hub_parts:
         from huggingface_hub import constants

@@ -71,20 +71,23 @@ def score_language(task: Mapping[str, Any], own: Side, pivot: Side) -> dict[str,
         raise XittError(f"Task '{task['name']}': {own.lang} has no English side to be paired with (the pivot "
                         f"language {pivot.lang} has no sentences). Check `{task['name']}`'s files for "
                         f"{pivot.lang}, or `pivot_lang`.")
-    if set(own.ids) != set(pivot.ids):
+    if chosen["aligned"] and set(own.ids) != set(pivot.ids):
         missing, extra = len(set(pivot.ids) - set(own.ids)), len(set(own.ids) - set(pivot.ids))
         raise XittError(f"Task '{task['name']}': the {own.lang} and {pivot.lang} sides do not hold the same "
                         f"sentences ({len(own.ids):,} and {len(pivot.ids):,} sentences; {missing:,} of "
                         f"{pivot.lang}'s have no {own.lang} line and {extra:,} of {own.lang}'s no {pivot.lang} "
-                        f"line): the files must be aligned line by line (same order, same number of lines).")
+                        f"line): the files must be aligned line by line (same order, same number of lines). "
+                        f"For BUCC's own files, whose gold pairs say which sentences are translations, set "
+                        f"`target.retrieval.aligned=false`.")
     dropped = duplicated_ids(own) | duplicated_ids(pivot)
-    kept = set(own.ids) - dropped
-    own, pivot = own.subset(kept), pivot.subset(kept)
-    dev_groups, test_groups = carve(pivot.groups, chosen["dev_ratio"], chosen["data_seed"])
-    note = (f"retrieval against {pivot.lang}: {len(kept):,} sentences in {len(dev_groups) + len(test_groups):,} "
+    own, pivot = own.subset(set(own.ids) - dropped), pivot.subset(set(pivot.ids) - dropped)
+    dev_groups, test_groups = carve(own.groups + pivot.groups, chosen["dev_ratio"], chosen["data_seed"])
+    counted = (f"{len(own.ids):,} sentences" if chosen["aligned"] else
+               f"{len(own.ids):,} and {len(pivot.ids):,} sentences ({len(set(own.ids) & set(pivot.ids)):,} gold pairs)")
+    note = (f"retrieval against {pivot.lang}: {counted} in {len(dev_groups) + len(test_groups):,} "
             f"groups; {len(dropped):,} dropped as duplicates (a text twice on one side); development carve "
             f"{chosen['dev_ratio']:.0%} of the groups (data seed {chosen['data_seed']}), never scored")
-    in_part = {part: {id_ for id_, group in zip(pivot.ids, pivot.groups) if group in groups}
+    in_part = {part: {id_ for side in (own, pivot) for id_, group in zip(side.ids, side.groups) if group in groups}
                for part, groups in (("dev", dev_groups), ("test", test_groups))}
     if chosen["mode"] == "nearest":
         return {**_nearest(own.subset(in_part["test"]), pivot.subset(in_part["test"])), "note": note}
@@ -126,10 +129,14 @@ def _mining_part(own: Side, pivot: Side, ids: set[str], groups: set[str], chosen
 
 
 def _nearest(own: Side, pivot: Side) -> dict[str, Any]:
-    """Each sentence's nearest English sentence (and each English sentence's nearest one)."""
+    """Each sentence's nearest English sentence (and each English sentence's nearest one),
+    for the sentences that have a translation, searched among all of the other side's."""
+    both = set(own.ids) & set(pivot.ids)
     x, y = normalise(own.vectors), normalise(pivot.vectors)
-    forward = nearest(x, y, 1)[1][:, 0]
-    backward = nearest(y, x, 1)[1][:, 0]
-    return {"metric": NEAREST_ACCURACY, "ids": own.ids, "gold": list(own.ids),
-            "pred": [pivot.ids[i] for i in forward],
-            "reverse": {"ids": pivot.ids, "gold": list(pivot.ids), "pred": [own.ids[i] for i in backward]}}
+    scored_own = [i for i, id_ in enumerate(own.ids) if id_ in both]
+    scored_pivot = [i for i, id_ in enumerate(pivot.ids) if id_ in both]
+    forward = nearest(x[scored_own], y, 1)[1][:, 0]
+    backward = nearest(y[scored_pivot], x, 1)[1][:, 0]
+    own_ids, pivot_ids = [own.ids[i] for i in scored_own], [pivot.ids[i] for i in scored_pivot]
+    return {"metric": NEAREST_ACCURACY, "ids": own_ids, "gold": own_ids, "pred": [pivot.ids[i] for i in forward],
+            "reverse": {"ids": pivot_ids, "gold": pivot_ids, "pred": [own.ids[i] for i in backward]}}

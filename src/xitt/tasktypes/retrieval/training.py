@@ -14,11 +14,11 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from xitt import XittError
 from xitt.models.module import ENCODER_INPUTS, EncoderModule
-from xitt.tasktypes.retrieval import settings
+from xitt.tasktypes.retrieval import OWN, PIVOT, settings
 from xitt.tasktypes.retrieval.protocol import Side, score_language
 
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "row")
-SCORING_COLUMNS = ("id", "text", "group")
+SCORING_COLUMNS = ("id", "text", "group", "side")
 GATHERS_DEV_ROWS = False  # nothing is trained, so nothing is validated
 
 
@@ -26,7 +26,7 @@ def tokenise(task: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase, max_le
              batch: dict[str, list]) -> dict[str, list]:
     prefix = settings(task)["prefix"]
     encoded = tokenizer([prefix + text for text in batch["text"]], truncation=True, max_length=max_length)
-    return {**encoded, "id": batch["id"], "text": batch["text"], "group": batch["group"]}
+    return {**encoded, **{column: batch[column] for column in SCORING_COLUMNS}}
 
 
 def collator(tokenizer: PreTrainedTokenizerBase):
@@ -71,21 +71,25 @@ def module(encoder: nn.Module, task: Mapping[str, Any], hparams: Mapping[str, An
     return SentenceEmbedder(encoder, settings(task)["layer"], hparams)
 
 
-def side(lang: str, rows: np.ndarray, data: datasets.Dataset) -> Side:
-    """A language's embedded sentences (the rows, by their row number in `data`)."""
+def side(lang: str, rows: np.ndarray, data: datasets.Dataset, which: str = OWN) -> Side:
+    """A language's embedded sentences of one side (the rows, by their row number in `data`)."""
+    ids, groups, texts, sides = data["id"], data["group"], data["text"], data["side"]
+    rows = rows[np.array([sides[n] == which for n in rows[:, 0].astype(np.int64)], dtype=bool).reshape(-1)]
     numbers = rows[:, 0].astype(np.int64)
-    ids, groups, texts = data["id"], data["group"], data["text"]
     return Side(lang, [ids[n] for n in numbers], [groups[n] for n in numbers], [texts[n] for n in numbers],
                 rows[:, 1:].astype(np.float32))
 
 
 def predictions_files(task: Mapping[str, Any], langs: Sequence[str], rows: Mapping[str, np.ndarray],
                       data: Mapping[str, datasets.Dataset]) -> dict[str, dict[str, Any]]:
-    """Each scored language's predictions file, against the English side (embedded once)."""
+    """Each scored language's predictions file, against the English side: the `pivot_lang`
+    files' (embedded once for every language), or the language's own English rows."""
     pivot = task["pivot_lang"]
-    english = side(pivot, rows[pivot], data[pivot])
+    with_pivot = bool(settings(task)["pivot_sentence"])
+    english = None if with_pivot else side(pivot, rows[pivot], data[pivot])
     return {lang: {"task_type": "retrieval", "lang": lang, "pivot_lang": pivot,
-                   **score_language(task, side(lang, rows[lang], data[lang]), english)}
+                   **score_language(task, side(lang, rows[lang], data[lang]),
+                                    side(pivot, rows[lang], data[lang], PIVOT) if with_pivot else english)}
             for lang in langs}
 
 
