@@ -3,14 +3,16 @@ sentences are scored, the development carve and the distractors, mining with a t
 tuned on the carve, nearest-neighbour retrieval; the result is the language's predictions
 file (`xitt.tasktypes.retrieval`).
 
-Sentences are matched across the pair by id (translations share one). A sentence whose text
-occurs twice on one side cannot be told from its twin, so such ids are dropped from both
-sides and counted. Groups (XNLI: a premise and its hypotheses) are carved whole: a share
-`dev_ratio` of the English side's groups is the development part (where mining tunes its
-threshold, never scored), the rest the test part; within each part, `distractor_ratio` of
-the groups lose their English side and as many lose the other side, so that mining must
-also reject sentences without a translation. The carve and the distractors draw from
-`data_seed` only, so every language and every model sees the same ones.
+Sentences are matched across the pair by id (translations share one). Aligned sides hold
+the same ids (`retrieval.aligned`); BUCC's own files do not: their sentences outside the
+gold pairs have ids of their own. A sentence whose text occurs twice on one side cannot be
+told from its twin, so such ids are dropped from both sides and counted. Groups (XNLI: a
+premise and its hypotheses) are carved whole: a share `dev_ratio` of the groups (of both
+sides) is the development part (where mining tunes its threshold, never scored), the rest
+the test part; within each part, `distractor_ratio` of the groups lose their English side
+and as many lose the other side, so that mining must also reject sentences without a
+translation. The carve and the distractors draw from `data_seed` only, so every language
+and every model sees the same ones.
 """
 
 from collections.abc import Mapping
