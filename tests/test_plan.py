@@ -52,6 +52,19 @@ def test_plan_of_the_demo_grid(tmp_path):
     assert "4 cells; 4 will run" in format_plan(plan)
 
 
+def test_a_cell_whose_seed_does_not_matter_is_planned_once(shared, tmp_path):
+    """A pretrained encoder scored by a target that trains nothing: seeds 1-3 are one cell."""
+    from xitt.plan import format_plan, plan_grid
+
+    plan = plan_grid(["model=e5_depth", f"model.name_or_path={shared / 'models/multilingual-e5-small'}", "size=l3",
+                      "itt=none", "target=xnli_nearest", f"target.path={shared / 'data/xnli'}", "seed=1,2,3",
+                      f"paths.root={tmp_path}"])
+    summary = plan["summary"]
+    assert summary["cells"] == 3 and summary["distinct_cells"] == summary["jobs_to_run"] == 1
+    assert [cell["repeat"] for cell in plan["cells"]] == [False, True, True]
+    assert "3 cells; 1 will run, 0 are done (skipped), 2 repeat a cell whose seed does not matter" in format_plan(plan)
+
+
 @pytest.mark.slow
 def test_plan_counts_shared_artifacts_then_finds_them_in_the_store(tmp_path):
     overrides = [*GRID, *QUICK, f"paths.root={tmp_path}"]

@@ -90,8 +90,11 @@ def plan_grid(overrides: list[str], gpu: str = DEFAULT_GPU, power_from: str | Pa
     artifacts: dict[tuple[str, str], Artifact] = {}
     cells, naive_hours, eval_hours, warnings = [], 0.0, 0.0, []
     comparisons: dict[tuple, set[int]] = defaultdict(set)  # ITT cell's gain setting -> planned seeds
+    seen: set[str] = set()  # cell keys: a cell whose seed does not matter is one cell for every seed
     for cell_overrides, cfg in expand_grid(overrides):
         cell = Cell.from_config(cfg)
+        repeat = cell.cell_key in seen
+        seen.add(cell.cell_key)
         if cell.itt is not None:
             comparisons[_gain_setting(cell)].add(cell.seed)
         store = ArtifactStore(cfg.paths.store)
@@ -120,7 +123,7 @@ def plan_grid(overrides: list[str], gpu: str = DEFAULT_GPU, power_from: str | Pa
             artifact.cells.append(cell.name)
             naive_hours += artifact.gpu_hours or 0.0
             cell_artifacts.append({"kind": kind, "key": key, "stored": artifact.stored})
-        if pending:
+        if pending and not repeat:
             test_examples = count_examples({**cell.target, "train_split": cell.target["test_split"]}, pending) or 0
             seq_len = int(cell.target["hparams"]["max_length"])
             per_s = training_examples_per_s(arch, seq_len, gpu, (cell.model["family"], str(cell.model["size"])))
@@ -128,7 +131,7 @@ def plan_grid(overrides: list[str], gpu: str = DEFAULT_GPU, power_from: str | Pa
         cells.append({"name": cell.name, "overrides": cell_overrides, "cell_key": cell.cell_key,
                       "artifacts": cell_artifacts, "pending_langs": pending, "done_langs":
                       [lang for lang in cell.eval_langs if lang not in pending],
-                      "will_run": bool(pending), "params": arch.params})
+                      "will_run": bool(pending) and not repeat, "repeat": repeat, "params": arch.params})
 
     to_build = [a for a in artifacts.values() if not a.stored]
     build_hours = sum(a.gpu_hours or 0.0 for a in to_build)
@@ -149,6 +152,7 @@ def plan_grid(overrides: list[str], gpu: str = DEFAULT_GPU, power_from: str | Pa
                        "gpu_hours": a.gpu_hours, "memory": a.memory} for a in artifacts.values()],
         "summary": {
             "cells": len(cells),
+            "distinct_cells": len(seen),
             "jobs_to_run": sum(c["will_run"] for c in cells),
             "itt": dict(by_kind["itt"]),
             "target": dict(by_kind["target"]),
@@ -282,13 +286,18 @@ def format_plan(plan: dict[str, Any]) -> str:
             else:
                 parts["target"].append(text)
         records = f"{len(cell['done_langs'])}/{len(cell['done_langs']) + len(cell['pending_langs'])} done"
+        if cell["repeat"]:
+            records = "the cell above (its seed does not matter)"
         lines.append(f"{cell['name']:<58}{parts['itt']:<20}{', '.join(parts['target']):<20}{records}")
     itt, target = summary["itt"], summary["target"]
     hours = lambda value: f"{value:,.2f}" if value >= 0.01 or value == 0 else f"{value:.2g}"  # noqa: E731
     lines += [
         "",
-        f"{summary['cells']} cells; {summary['jobs_to_run']} will run, {summary['cells'] - summary['jobs_to_run']} "
-        f"are done (skipped).",
+        f"{summary['cells']} cells; {summary['jobs_to_run']} will run, "
+        f"{summary['distinct_cells'] - summary['jobs_to_run']} are done (skipped)"
+        + (f", {summary['cells'] - summary['distinct_cells']} repeat a cell whose seed does not matter (a target "
+           f"that trains nothing scoring a pretrained encoder: scored once, paired with every seed)."
+           if summary["cells"] > summary["distinct_cells"] else "."),
         f"ITT artifacts: {itt.get('distinct', 0)} distinct, {itt.get('stored', 0)} in the store, "
         f"{itt.get('to_build', 0)} to train.",
         f"Target artifacts: {target.get('distinct', 0)} distinct, {target.get('stored', 0)} in the store, "
