@@ -1,7 +1,10 @@
-"""Turn results into the answer, or evaluate a stored target model on more languages.
+"""Turn results into the answer, evaluate a stored target model on more languages, or score
+the encoder of any stored model (ITT or target) with a retrieval task.
 
     python evaluate.py report=outputs/multirun/<sweep> [report=<another sweep>]
     python evaluate.py ckpt=outputs/store/target/<key> target_lang.langs=[de,fr]
+    python evaluate.py ckpt=outputs/store/itt/<key> target=xnli_nearest target_lang.langs=[de,fr]
+    python evaluate.py ckpt=outputs/store/target/<key> target=demo_retrieval
 """
 
 import sys
@@ -17,6 +20,9 @@ from xitt.evaluation import evaluate_checkpoint, path_arguments, report
 def main(cfg: DictConfig) -> None:
     if not (cfg.ckpt or cfg.report):
         sys.exit("xitt: evaluate.py needs `report=<results or sweep folder>` or `ckpt=<target artifact folder>`.")
+    if cfg.get("target") is not None and not cfg.ckpt:
+        sys.exit("xitt: `target=` names the retrieval task that scores the encoder of a stored model: it goes "
+                 "with `ckpt=<store>/itt/<key>` or `ckpt=<store>/target/<key>`.")
     try:
         if cfg.ckpt:
             evaluate_checkpoint(cfg)

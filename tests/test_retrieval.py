@@ -1,7 +1,8 @@
 """The retrieval task type end to end: the demo retrieval cell offline (both modes, one
 embedding pass shared by them), the real encoder on the XNLI-built sets, a cell that trains
 nothing being one cell whatever its seed, the report's pairing of such a cell with every ITT
-seed, and bad input refused in one paragraph with nothing recorded."""
+seed, bad input refused in one paragraph with nothing recorded, and `evaluate.py ckpt=<stored
+model> target=<retrieval task>` scoring the encoder of a stored ITT or target model."""
 
 import json
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_script
+from conftest import builds, run_script
 from xitt.analysis import analyse, load_results
 from xitt.tasktypes import prediction_scores
 
@@ -165,3 +166,100 @@ def test_a_seed_independent_twin_is_paired_with_every_itt_seed(tmp_path):
     width = none_row["ci_high"] - none_row["ci_low"]
     test_width = none_row["ci_high_test_set"] - none_row["ci_low_test_set"]
     assert 0.9 < width / test_width < 1.2, (width, test_width)
+
+
+# -- evaluate.py ckpt=<stored model> target=<retrieval task> --------------------------------
+
+@pytest.fixture(scope="module")
+def demo_models(tmp_path_factory) -> Path:
+    """One store for the tests below: `train.py`'s demo retrieval cell over the demo ITT model
+    (the records `evaluate.py` must reproduce) and a demo target model fine-tuned from that ITT
+    model (one epoch, English only: its encoder is what is scored)."""
+    root = tmp_path_factory.mktemp("stored_models")
+    for overrides in (["target=demo_retrieval"], ["target=demo", "target.hparams.epochs=1", "target_lang.langs=[en]"]):
+        result = run_script("train.py", "itt=demo", *overrides, f"paths.root={root}", *QUIET)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
+def retrieval_cells(root: Path) -> dict[str | None, dict[str, dict]]:
+    """The demo retrieval records by the model whose encoder they scored ({scored_model: {lang:
+    record}}; None: the cell's own ITT encoder)."""
+    cells: dict[str | None, dict[str, dict]] = {}
+    for records in records_in(root / "results").values():
+        for lang, record in records.items():
+            if record["target"] == "demo_retrieval":
+                cells.setdefault(record.get("scored_model"), {})[lang] = record
+    return cells
+
+
+def store_snapshot(root: Path) -> list[tuple[str, int]]:
+    return sorted((str(path.relative_to(root)), path.stat().st_mtime_ns) for folder in ("store", "results")
+                  for path in (root / folder).rglob("*") if path.is_file())
+
+
+def test_evaluate_scores_an_itt_model_with_a_retrieval_task_as_train_py_does(demo_models):
+    root = demo_models
+    (itt_key,) = builds(root, "itt")
+    trained = retrieval_cells(root)[None]
+    built_before = [builds(root, kind) for kind in ("itt", "target", "rows")]
+    result = run_script("evaluate.py", f"ckpt={root / 'store/itt' / itt_key}", "target=demo_retrieval",
+                        f"paths.root={root}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "acc<-en" in result.stdout
+    evaluated = retrieval_cells(root)[None]
+    assert sorted(evaluated) == sorted(trained) == ["far", "mid", "near"]
+    for lang, record in evaluated.items():
+        # one cell, one folder, one record per language: the same as train.py's, rewritten
+        assert record["created"] != trained[lang]["created"]
+        for field in ("cell_key", "cell_name", "result_key", "target_key", "itt_key", "seed", "seed_independent",
+                      "train_lang", "params", "n", "accuracy", "reverse_accuracy", "metric", "scored_model"):
+            assert record[field] == trained[lang][field], (lang, field)
+        assert record["target_key"] == itt_key and record["seed"] == 1
+    # the stored embeddings of the ITT model were read, nothing was trained or embedded again
+    assert [builds(root, kind) for kind in ("itt", "target", "rows")] == built_before
+
+
+def test_evaluate_scores_a_target_models_encoder_in_a_cell_of_its_own(demo_models):
+    from xitt.analysis import load_results
+
+    root = demo_models
+    (itt_key,), (target_key,) = builds(root, "itt"), builds(root, "target")
+    rows_before = builds(root, "rows")
+    result = run_script("evaluate.py", f"ckpt={root / 'store/target' / target_key}", "target=demo_retrieval",
+                        f"paths.root={root}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    cells = retrieval_cells(root)
+    own, scored = cells[None], cells["target:demo"]
+    assert sorted(scored) == ["far", "mid", "near"]
+    for lang, record in scored.items():
+        # it names the model scored: a target model fine-tuned on demo (in English) from the ITT model
+        assert record["target_key"] == target_key and record["itt_key"] == itt_key and record["itt"] == "demo"
+        assert record["train_lang"] == "en" and record["seed"] == 1 and not record["seed_independent"]
+        assert record["config"]["scored_model"]["key"] == target_key
+        # ... in a cell of its own: another key, folder and result key than the ITT encoder's
+        assert record["cell_key"] != own[lang]["cell_key"] and record["result_key"] != own[lang]["result_key"]
+        assert "demo_retrieval-of-target-demo" in record["cell_name"] != own[lang]["cell_name"]
+    assert len({record["cell_key"] for record in scored.values()}) == 1
+    # its own embeddings (keyed by the target model), nothing trained
+    assert len(builds(root, "rows")) == len(rows_before) + 4 and builds(root, "target") == [target_key]
+    # a report keeps the two apart: no record supersedes another
+    results = load_results([root / "results"])
+    assert len(results.superseded) == 0
+    assert set(results.records["scored_model"]) >= {"", "target:demo"}
+
+
+def test_evaluate_takes_only_a_retrieval_target_and_writes_nothing_else(demo_models):
+    root = demo_models
+    (itt_key,) = builds(root, "itt")
+    itt_dir = root / "store/itt" / itt_key
+    before = store_snapshot(root)
+    trains = run_script("evaluate.py", f"ckpt={itt_dir}", "target=demo", f"paths.root={root}")
+    assert trains.returncode == 1 and "Traceback" not in trains.stderr, trains.stderr[-2000:]
+    message = trains.stderr.split("xitt: ")[-1]
+    assert "`target=demo` is a classification task" in message and "only takes a retrieval task" in message
+    assert "drop `target=`" in message and "demo_retrieval" in message and "\n" not in message.strip()
+    # without `target=`, an ITT model is refused as before: it has no target task of its own
+    no_target = run_script("evaluate.py", f"ckpt={itt_dir}", f"paths.root={root}")
+    assert no_target.returncode == 1 and "is a 'itt' artifact, not a target model" in no_target.stderr
+    assert store_snapshot(root) == before

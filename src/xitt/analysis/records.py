@@ -55,8 +55,10 @@ _NUMBER_FIELDS = Record.NUMBERS
 # trained model evaluated on one language.
 # Model selection (best / last epoch) is part of a setting: the same cells selected two ways
 # are two curves, not one cell evaluated twice; so are the trainer settings that shaped the
-# models (`training`: `precision=bf16-mixed`, ...), so models trained two ways are never mixed.
-SETTING_KEYS = ("model", "target", "transfer", "freezing", "train_lang", "selection", "training")
+# models (`training`: `precision=bf16-mixed`, ...), so models trained two ways are never mixed;
+# and so is the stored target model whose encoder a retrieval target scored (`scored_model`:
+# `target:demo`; '' for the cell's own ITT or pretrained encoder).
+SETTING_KEYS = ("model", "target", "transfer", "freezing", "train_lang", "selection", "training", "scored_model")
 CELL_KEYS = (*SETTING_KEYS, "size", "params", "itt")
 RUN_KEYS = (*CELL_KEYS, "lang", "seed")
 WARNINGS_SEPARATOR = "; "

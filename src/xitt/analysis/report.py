@@ -110,7 +110,9 @@ def setting_title(setting: dict) -> str:
     title += f", trained on {setting['train_lang']}" if setting["train_lang"] else ""
     selection = {"best": ", best epoch on the development set", "last": ", last epoch"}
     title += selection.get(setting.get("selection") or "", "")
-    return title + (f", trained with {setting['training']}" if setting.get("training") else "")
+    title += f", trained with {setting['training']}" if setting.get("training") else ""
+    scored = setting.get("scored_model")
+    return title + (f", the encoder of the stored {scored} model" if scored else "")
 
 
 def answers(analysis: Analysis) -> list[dict]:

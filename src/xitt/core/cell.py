@@ -81,6 +81,36 @@ def _plain(node: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(node, resolve=True)
 
 
+def transfer_name(transfer: dict[str, Any]) -> str:
+    """A transfer mode as names and records show it, with k and the sample seed for few-shot
+    (`few_shot-k8-s1`)."""
+    if transfer["mode"] == "few_shot":
+        return f"few_shot-k{transfer['k']}-s{transfer['sample_seed']}"
+    return transfer["mode"]
+
+
+SCORED_MODEL_KEYS = ("stage", "key", "task", "transfer", "train_langs")
+
+
+def _scored_model(scored: Any, target: dict[str, Any]) -> dict[str, Any] | None:
+    """The `scored_model` setting (written by `evaluate.py ckpt=<target artifact> target=<a task
+    that trains nothing>`, from the artifact's meta.json), checked: only a target that trains
+    nothing scores another model's encoder."""
+    if scored is None:
+        return None
+    scored = OmegaConf.to_container(scored, resolve=True) if isinstance(scored, DictConfig) else scored
+    if not isinstance(scored, dict) or set(scored) != set(SCORED_MODEL_KEYS) or \
+            scored["stage"] not in ("target", "few_shot") or not isinstance(scored["transfer"], dict):
+        raise XittError(f"`scored_model` must name a stored target model with exactly the settings "
+                        f"{', '.join(SCORED_MODEL_KEYS)} (stage `target` or `few_shot`); got {scored!r}. It is "
+                        f"set by `python evaluate.py ckpt=<store>/target/<key> target=<retrieval task>`: use that.")
+    if task_type(target).trains:
+        raise XittError(f"`scored_model` gives a stored target model's encoder to the target task, but target "
+                        f"'{target['name']}' ({task_type(target).name}) trains a model of its own. Only a task "
+                        f"that trains nothing (retrieval) scores a given encoder.")
+    return scored
+
+
 def split_fingerprints(task: dict[str, Any], reads: list[tuple[str, str]]) -> dict[str, list[str | None]]:
     """What each local file of the given (language, split)s of a task holds; {} for hub and
     demo data (a hub data set is named by its id, configuration and revision)."""
@@ -153,6 +183,11 @@ class Cell:
     trainer: dict[str, Any]  # the `trainer` group, resolved (see `training` and `run_settings`)
     selection: dict[str, Any]  # the `selection` config: itt, target (best|last), every_n_epochs, patience
     config: dict[str, Any] = field(repr=False)
+    # The stored target model whose encoder a target that trains nothing scores, instead of the
+    # ITT encoder or the pretrained one (`evaluate.py ckpt=<store>/target/<key> target=<retrieval
+    # task>` sets `scored_model`): its stage (`target` or `few_shot`), key, the task it was
+    # fine-tuned on, its transfer settings and training language(s). None: the cell's own encoder.
+    scored: dict[str, Any] | None = None
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "Cell":
@@ -189,14 +224,16 @@ class Cell:
             )
         return cls(model=model, itt=itt, target=target, transfer=transfer, freezing=_plain(cfg.freezing),
                    seed=int(cfg.seed), eval_langs=eval_langs, trainer=_plain(cfg.trainer),
-                   config=OmegaConf.to_container(cfg, resolve=True), selection=_plain(cfg.selection))
+                   config=OmegaConf.to_container(cfg, resolve=True), selection=_plain(cfg.selection),
+                   scored=_scored_model(cfg.get("scored_model"), target))
 
     @property
     def seed_matters(self) -> bool:
         """False for a cell that trains nothing and starts from a pretrained checkpoint (no ITT,
         a target type without a training stage): its scores are the same whatever the seed,
         so its keys, name and records hold none (seed 0), and every seed reuses it."""
-        return bool(self.itt) or task_type(self.target).trains or self.model.get("source") == "scratch"
+        return (bool(self.itt) or task_type(self.target).trains or self.model.get("source") == "scratch"
+                or self.scored is not None)
 
     @property
     def keyed_seed(self) -> int | None:
@@ -304,6 +341,10 @@ class Cell:
         offline asset check and `xitt.prepare` read it."""
         langs = self.eval_langs if langs is None else list(langs)
         target_freezing = self.freezing_for("target")
+        if self.scored:  # a stored target model's encoder: nothing to train, its ITT included
+            key = self.scored["key"]
+            return [Stage("evaluate", "target", key, ("target", key), self.target, tuple(self.scored["train_langs"]),
+                          target_freezing, self.transfer, tuple(langs))]
         stages, start = [], None
         if self.itt:
             itt_langs = self.itt_langs
@@ -355,8 +396,10 @@ class Cell:
 
     @property
     def evaluated_key(self) -> str:
-        """The model a target without a training stage scores: the ITT model, or the
-        pretrained one."""
+        """The model a target without a training stage scores: the stored target model it is
+        given (`scored`), the ITT model, or the pretrained one."""
+        if self.scored:
+            return self.scored["key"]
         return self.itt_key or content_key({"stage": "pretrained", "start": self.pretrained_start})
 
     def scored_key(self, lang: str) -> str:
@@ -382,11 +425,12 @@ class Cell:
     def cell_key(self) -> str:
         """The cell's identity, which names its records' folder: every setting that shapes its
         models (the trainer's included: records of two gradient clippings never share a
-        folder), none of the languages it is scored in."""
+        folder), none of the languages it is scored in; and the stored target model a target that
+        trains nothing scores, when it is given one (absent otherwise, so other keys are as before)."""
         return content_key({"cell": model_key_view(self.model), "itt": self.itt and task_key_view(self.itt),
                             "target": task_key_view(self.target), "transfer": self.transfer,
                             "freezing": self.freezing, "selection": self.selection, "seed": self.keyed_seed,
-                            "training": self.training})
+                            "training": self.training, **({"scored": self.scored} if self.scored else {})})
 
     @property
     def freezing_name(self) -> str:
@@ -397,13 +441,25 @@ class Cell:
     @property
     def transfer_name(self) -> str:
         """The transfer mode, with k and the sample seed for few-shot (`few_shot-k8-s1`)."""
-        if self.transfer["mode"] == "few_shot":
-            return f"few_shot-k{self.transfer['k']}-s{self.transfer['sample_seed']}"
-        return self.transfer["mode"]
+        return transfer_name(self.transfer)
+
+    @property
+    def scored_model(self) -> str | None:
+        """The stored target model scored (`scored`) as a record names it: `<stage>:<the task it
+        was fine-tuned on>`, with its transfer when not zero-shot (`target:demo`,
+        `few_shot:demo/few_shot-k8-s1`); None for the cell's own encoder."""
+        if not self.scored:
+            return None
+        mode = self.scored["transfer"]["mode"]
+        return (f"{self.scored['stage']}:{self.scored['task']}"
+                f"{'' if mode == 'zero_shot' else '/' + transfer_name(self.scored['transfer'])}")
 
     @property
     def name(self) -> str:
-        return (f"{self.model['family']}-{self.model['size']}_itt-{self.itt_name}_{self.target['name']}"
+        target = self.target["name"]
+        if self.scored_model:  # `demo_retrieval-of-target-demo`
+            target += "-of-" + self.scored_model.replace(":", "-").replace("/", "-")
+        return (f"{self.model['family']}-{self.model['size']}_itt-{self.itt_name}_{target}"
                 f"_{self.transfer_name}_{self.freezing_name}_{f'seed{self.seed}' if self.seed_matters else 'noseed'}")
 
     @property
@@ -411,5 +467,6 @@ class Cell:
         return [f"model={self.model['family']}", f"size={self.model['size']}", f"itt={self.itt_name}",
                 f"target={self.target['name']}", f"transfer={self.transfer_name}",
                 f"freezing={self.freezing_name}", f"selection={self.selection['target']}", f"seed={self.seed}",
+                *([f"scored={self.scored_model}"] if self.scored_model else []),
                 *(f"training={label if len(label) < 55 else content_key(label)[:8]}"  # W&B tags: <= 64 chars
                   for label in [training_label(self.trainer)] if label)]

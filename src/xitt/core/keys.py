@@ -125,6 +125,9 @@ CELL_SETTINGS: dict[str, tuple[str, str]] = {
     "selection": (SHAPES, "which epoch a stage stores"),
     "seed": (SHAPES, "the random state of heads, dropout and batch order"),
     "trainer": (SHAPES, "each setting classified in TRAINER_SETTINGS"),
+    "scored_model": (SHAPES, "the stored target model whose encoder a retrieval target scores (set by "
+                             "`evaluate.py ckpt=<target artifact> target=<retrieval task>`): its key is the "
+                             "model scored, in the cell key and the result keys"),
     "target_lang": (EVALUATION, "the languages scored: a zero-shot target model is shared by all of them"),
     "num_workers": (NO_EFFECT, "DataLoader worker processes: the batches are made the same"),
     "store_lock_timeout_s": (NO_EFFECT, "how long a job waits for another's artifact"),

@@ -58,6 +58,12 @@ class Record:
     # whether the scores do not depend on the seed (a pretrained encoder scored without any
     # training: one value per model, recorded as seed 0 and paired with every seed of its twins)
     seed_independent: bool = False
+    # the stored target model whose encoder a retrieval target scored, when it is not the cell's
+    # own (ITT or pretrained) encoder (`evaluate.py ckpt=<store>/target/<key> target=<retrieval
+    # task>`): `<stage>:<the task it was fine-tuned on>` (`target:demo`; `/<transfer>` when not
+    # zero-shot); its key is `target_key`, its training language(s) `train_lang`. A setting of its
+    # own in reports, never one run with the ITT encoder's scores
+    scored_model: str | None = None
     # a depth ladder's size (`model.keep_layers`): the bottom layers kept of the checkpoint
     keep_layers: int | None = None
     # model selection of the target model (xitt.stages.selection; None without validation):

@@ -112,7 +112,8 @@ STORE_LOCK_TIMEOUT: Rule = (float, lambda v: v > 0, "a finite number of seconds 
 SEED_RANGE = (0, 2**32 - 1)
 # The top-level keys of a composed cell (train.yaml's groups and plain keys).
 TOP_LEVEL = ("size", "model", "itt", "target", "target_lang", "freezing", "transfer", "trainer", "logger",
-             "launcher", "paths", "experiment", "seed", "num_workers", "store_lock_timeout_s", "selection")
+             "launcher", "paths", "experiment", "seed", "num_workers", "store_lock_timeout_s", "selection",
+             "scored_model")  # the last: set by `evaluate.py ckpt=<target artifact> target=<retrieval task>`
 TRANSFER_KEYS = ("mode", "train_lang", "k", "sample_seed", "hparams")
 FREEZING_KEYS = ("mode", "k", "stages")
 FREEZING_MODES = ("none", "embeddings", "bottom_k", "probe")

@@ -184,7 +184,8 @@ class CellRunner:
         apply_freezing(encoder, stage.freezing["mode"], stage.freezing["k"])
         module = task_type(stage.task).training.module(encoder, stage.task, stage.hparams, self.cell.model["pooling"],
                                                        stage.dev_langs if stage.validates else ())
-        if start_dir is not None and (start_dir / HEAD_FILE).is_file():
+        # a module without a head (retrieval's embedder) scores a target model's encoder alone
+        if start_dir is not None and (start_dir / HEAD_FILE).is_file() and getattr(module, "head", None) is not None:
             module.head.load_state_dict(load_file(str(start_dir / HEAD_FILE)))
         return module
 
@@ -285,8 +286,9 @@ class CellRunner:
         write_json_atomic(self.results_dir / predictions_name, predictions)
         # Kept but flagged: the stored model's development set (checked as it was selected)
         # and this language's test set.
-        flags = [*((selection or {}).get("dev_warnings") or ()),
-                 *filter(None, [degenerate_predictions(predictions, "test", lang)])]
+        # (not a scored target model's head's development predictions when only its encoder is scored)
+        dev_flags = (selection or {}).get("dev_warnings") if task_type(stage.task).trains else None
+        flags = [*(dev_flags or ()), *filter(None, [degenerate_predictions(predictions, "test", lang)])]
         few_shot = cell.transfer["mode"] == "few_shot"
         record = Record(
             cell_key=cell.cell_key, cell_name=cell.name, result_key=cell.result_key(stage.key, lang),
@@ -296,7 +298,7 @@ class CellRunner:
             train_lang=",".join(stage.train_langs),
             training=training_label(cell.trainer), run_settings=built.get("config", {}).get("run_settings") or {},
             metric=task_type(cell.target).primary_for(cell.target), **prediction_scores(predictions),
-            **_selection_fields(selection), seed_independent=not cell.seed_matters,
+            **_selection_fields(selection), seed_independent=not cell.seed_matters, scored_model=cell.scored_model,
             **{name: predictions[name] for name in ("threshold", "threshold_from") if name in predictions},
             keep_layers=cell.model.get("keep_layers"),
             split_note="; ".join(filter(None, [split_note(cell.target), data_note])) or None,
