@@ -28,11 +28,10 @@ def _preload() -> None:
     """The imports every training run needs. Not `datasets` (nor xitt's modules, which import
     it): pyarrow starts an allocator thread as it loads, and a process with threads must not
     fork."""
-    import hydra  # noqa: F401
-    import omegaconf  # noqa: F401
-    import pytorch_lightning  # noqa: F401
-    import torch  # noqa: F401
-    import transformers  # noqa: F401
+    import importlib
+
+    for name in ("hydra", "omegaconf", "torch", "transformers", "pytorch_lightning"):
+        importlib.import_module(name)
 
 
 def _threads() -> int:
