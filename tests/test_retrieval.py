@@ -53,7 +53,7 @@ def test_demo_retrieval_scores_both_modes_from_one_embedding_pass_offline(tmp_pa
             predictions = json.loads((tmp_path / "results" / name / record["predictions"]).read_text())
             for score, value in prediction_scores(predictions).items():
                 assert record[score] == value
-            assert "development carve 30%" in record["split_note"]
+            assert "development carve 30%" in record["split_note"] and "model selection" not in record["split_note"]
             if record["metric"] == "f1":
                 assert record["threshold"] is not None and "development carve" in record["threshold_from"]
                 assert record["precision"] is not None and record["accuracy"] is None

@@ -143,7 +143,7 @@ def split_note(task: Mapping[str, Any]) -> str | None:
         notes.append(f"{task['train_split']} = {ratio:.0%} and {task['test_split']} = {1 - ratio:.0%} of the "
                      f"'{task['split_from']}' split of the {task['source']} data, by a fixed shuffle "
                      f"(seed {SPLIT_SHUFFLE_SEED}) of its {grouping}")
-    if carves_dev(task):
+    if carves_dev(task) and task.get("train_split"):  # (a retrieval task trains nothing: no selection)
         notes.append(f"the development split (model selection) = {dev_ratio(task):.0%} of "
                      f"{task['train_split']}, held out of training by a fixed shuffle (seed {DEV_SHUFFLE_SEED}) "
                      f"of its {grouping}")

@@ -90,7 +90,7 @@ class TaskDataModule(pl.LightningDataModule):
     def _split_key(self, lang: str, split: str) -> str:
         """Everything that determines a split's tokenised rows: the task's data settings
         (not its training hyper-parameters, nor its list of languages), the language, split,
-        what its local files hold, the tokenizer and the length."""
+        what its local files hold, the tokenizer, the length and the columns its type keeps."""
         data = {name: value for name, value in self.task.items()
                 if name not in ("hparams", "eval_batch_size", "languages")}
         tokenizer = {"name": self.tokenizer.name_or_path, "class": type(self.tokenizer).__name__,
@@ -98,7 +98,8 @@ class TaskDataModule(pl.LightningDataModule):
         if os.path.isdir(str(self.tokenizer.name_or_path)):  # a local checkpoint: by what its files hold
             tokenizer["files"] = folder_fingerprint(self.tokenizer.name_or_path)
         return content_key({"task": data, "lang": lang, "split": split, "tokenizer": tokenizer,
-                            "files": split_fingerprints(self.task, [(lang, split)]), "max_length": self.max_length})
+                            "files": split_fingerprints(self.task, [(lang, split)]), "max_length": self.max_length,
+                            "columns": [*self.training.MODEL_COLUMNS, *self.training.SCORING_COLUMNS]})
 
     def _prepared(self, lang: str, split: str) -> datasets.Dataset:
         """One language's split, tokenised: from the cache (written first if missing), or
