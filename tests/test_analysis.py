@@ -248,7 +248,7 @@ def test_missing_twins_are_listed_in_gains_and_report(tmp_path):
     section = report.split("## Missing counterparts")[1].split("## ")[0]
     rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
             for line in section.splitlines() if line.startswith("| tiny")]
-    assert rows == [["tiny", "xnli", "zero_shot", "none", "en", "", "", "m", "10000000", "demo", "de",
+    assert rows == [["tiny", "xnli", "zero_shot", "none", "en", "", "", "", "m", "10000000", "demo", "de",
                      "1 2 3"]]
     # the other languages of that size still give a pooled gain, from two languages
     pooled = gains[(gains["scope"] == "overall") & (gains["size"] == "m")]
