@@ -7,8 +7,12 @@ skip with the reason when it is absent.
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -63,20 +67,37 @@ def shared() -> Path:
     return SHARED
 
 
+def _entry_point(script: str, args: tuple[str, ...], env: dict | None) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of `python <script> <args>` run offline."""
+    full_env = {**os.environ, **OFFLINE_ENV, **(env or {})}
+    full_env.pop("XITT_SWEEP_NAME", None)
+    if script == "train.py":
+        args = with_test_precision(args)
+    return [sys.executable, script, *args], full_env
+
+
 def run_script(script: str, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run one of the project's entry points the way a user does, offline: `python <script>
     <args>` (or `python -m <module> <args>` for script "-m") in a process of its own. Where
     the environment is the suite's, the process is forked from one that has done the heavy
     imports already (tests/warm_start.py), which saves seconds a run; otherwise it starts cold."""
-    full_env = {**os.environ, **OFFLINE_ENV, **(env or {})}
-    full_env.pop("XITT_SWEEP_NAME", None)
-    if script == "train.py":
-        args = with_test_precision(args)
-    command = [sys.executable, script, *args]
+    command, full_env = _entry_point(script, args, env)
     warm = _WarmStarts.get(full_env)
     if warm is not None:
         return warm.run(command, full_env, timeout)
     return subprocess.run(command, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def start_script(script: str, *args: str):
+    """Start `python <script> <args>` in the background, as `run_script` runs it (warm where
+    it can), for a test that signals it, kills it or runs several at once. What it returns
+    has the `subprocess.Popen` calls the tests use: pid, poll, wait, communicate (stdout and
+    stderr as text), send_signal, kill, returncode."""
+    command, full_env = _entry_point(script, args, None)
+    warm = _WarmStarts.get(full_env)
+    if warm is not None:
+        return warm.start(command, full_env)
+    return subprocess.Popen(command, cwd=REPO, env=full_env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 class _WarmStarts:
@@ -107,20 +128,68 @@ class _WarmStarts:
             cls._failed = not cls._instance.ready
         return cls._instance if cls._instance.ready and cls._instance.env == env else None
 
-    def run(self, command: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
-        import tempfile
+    def ask(self, request: dict) -> dict:
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
 
-        with tempfile.TemporaryDirectory() as folder:
-            out, err = Path(folder) / "stdout", Path(folder) / "stderr"
-            request = {"argv": command[1:], "env": env, "cwd": str(REPO), "stdout": str(out), "stderr": str(err),
-                       "timeout": timeout}
-            self.process.stdin.write(json.dumps(request) + "\n")
-            self.process.stdin.flush()
-            reply = json.loads(self.process.stdout.readline())
-            stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
+    def run(self, command: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+        process = _WarmProcess(self, command, env)
+        reply = self.ask({"op": "run", **process.request, "timeout": timeout})
+        stdout, stderr = process.outputs()
         if reply["timed_out"]:
             raise subprocess.TimeoutExpired(command, timeout, output=stdout, stderr=stderr)
         return subprocess.CompletedProcess(command, reply["returncode"], stdout, stderr)
+
+    def start(self, command: list[str], env: dict[str, str]) -> "_WarmProcess":
+        return _WarmProcess(self, command, env).launch()
+
+
+class _WarmProcess:
+    """A run forked by the warm-start process, seen through the `subprocess.Popen` calls the
+    tests use. Its output goes to files, read once it has ended."""
+
+    def __init__(self, warm: _WarmStarts, command: list[str], env: dict[str, str]):
+        self.warm, self.args, self.returncode, self.pid = warm, command, None, None
+        self.folder = Path(tempfile.mkdtemp(prefix="xitt-run-"))
+        self.request = {"argv": command[1:], "env": env, "cwd": str(REPO),
+                        "stdout": str(self.folder / "stdout"), "stderr": str(self.folder / "stderr")}
+
+    def launch(self) -> "_WarmProcess":
+        self.pid = self.warm.ask({"op": "start", **self.request})["pid"]
+        return self
+
+    def outputs(self) -> tuple[str, str]:
+        """Its stdout and stderr (the files removed once read)."""
+        if not hasattr(self, "_outputs"):
+            self._outputs = tuple((self.folder / name).read_text(errors="replace") if (self.folder / name).exists()
+                                  else "" for name in ("stdout", "stderr"))
+            shutil.rmtree(self.folder, ignore_errors=True)
+        return self._outputs
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.warm.ask({"op": "poll", "pid": self.pid})["returncode"]
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            time.sleep(0.05)
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        return self.outputs()
+
+    def send_signal(self, signal_number: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal_number)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 def compose(*overrides: str):

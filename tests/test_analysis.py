@@ -248,7 +248,7 @@ def test_missing_twins_are_listed_in_gains_and_report(tmp_path):
     section = report.split("## Missing counterparts")[1].split("## ")[0]
     rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
             for line in section.splitlines() if line.startswith("| tiny")]
-    assert rows == [["tiny", "xnli", "zero_shot", "none", "en", "", "", "", "m", "10000000", "demo", "de",
+    assert rows == [["tiny", "xnli", "f1", "zero_shot", "none", "en", "", "", "", "m", "10000000", "demo", "de",
                      "1 2 3"]]
     # the other languages of that size still give a pooled gain, from two languages
     pooled = gains[(gains["scope"] == "overall") & (gains["size"] == "m")]
@@ -273,7 +273,7 @@ def test_build_report_writes_tables_plots_and_answer_and_logs_to_wandb(tmp_path)
                  "gains.tex", "scores.tex", "trends.tex"):
         assert files[name].is_file() and files[name].stat().st_size > 0, name
     pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
-    slug = "tiny-xnli-zero_shot-none-en"
+    slug = "tiny-xnli-f1-zero_shot-none-en"
     assert pngs == [f"gain_by_group_{slug}.png", f"gain_heatmap_{slug}-demo.png", f"gain_vs_size_{slug}.png",
                     f"score_vs_size_{slug}.png"]
 

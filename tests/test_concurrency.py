@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_script, train_command
+from conftest import REPO, run_script, start_script
 from xitt.core.store import ArtifactStore
 
 # A slow build that writes several files, so that a reader of a torn artifact would notice.
@@ -60,7 +60,7 @@ def test_concurrent_jobs_build_an_artifact_once_and_all_read_it_whole(tmp_path):
 
 
 def test_a_build_killed_midway_is_cleaned_up_and_built_again(tmp_path):
-    victim = start_worker(tmp_path, "killed-key", sleep_s=60)
+    victim = start_worker(tmp_path, "killed-key", sleep_s=10)  # killed after its first of five parts (2 s)
     deadline = time.time() + 60
     while not list((tmp_path / "demo").glob(".tmp-killed-key-*/part0.txt")):
         assert time.time() < deadline and victim.poll() is None, "the first build never started"
@@ -84,11 +84,8 @@ def test_concurrent_runs_of_one_cell_train_each_stage_once(tmp_path):
     """Three `python train.py` of the same cell at once (as three SLURM tasks would):
     one trains the ITT and target models, the others wait and reuse them."""
     overrides = ["logger=none", f"paths.root={tmp_path}", "itt.hparams.epochs=1", "target.hparams.epochs=3"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
-    env.pop("XITT_SWEEP_NAME", None)
     started = time.time()
-    runs = [subprocess.Popen(train_command(*overrides), cwd=REPO, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    runs = [start_script("train.py", *overrides) for _ in range(3)]
     for run in runs:
         out, err = run.communicate(timeout=600)
         assert run.returncode == 0, err[-3000:]

@@ -2,14 +2,12 @@
 running the same command again resumes the stage from that checkpoint."""
 
 import json
-import os
 import signal
-import subprocess
 import time
 
 import pytest
 
-from conftest import REPO, run_script, train_command
+from conftest import run_script, start_script
 from xitt.core.store import ArtifactStore
 
 # The demo cell with three short ITT epochs (40 batches each), to interrupt in the second,
@@ -41,7 +39,7 @@ def uninterrupted(tmp_path_factory) -> dict[str, float]:
     return {**f1_by_lang(root), "selection": target_selection(root)}
 
 
-def wait_for(predicate, process: subprocess.Popen, timeout: float, what: str) -> None:
+def wait_for(predicate, process, timeout: float, what: str) -> None:
     deadline = time.time() + timeout
     while not predicate():
         if process.poll() is not None:
@@ -55,10 +53,7 @@ def wait_for(predicate, process: subprocess.Popen, timeout: float, what: str) ->
 @pytest.mark.parametrize("stop_signal", [signal.SIGUSR2])
 def test_a_signalled_stage_checkpoints_exits_and_resumes(tmp_path, stop_signal, uninterrupted):
     overrides = [*OVERRIDES, f"paths.root={tmp_path}"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
-    env.pop("XITT_SWEEP_NAME", None)
-    first = subprocess.Popen(train_command(*overrides), cwd=REPO, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = start_script("train.py", *overrides)
     itt_dir = tmp_path / "store" / "itt"
     # Wait until the ITT stage has finished its first epoch (its epoch-end checkpoint), then
     # signal it in the middle of the second.
@@ -98,10 +93,7 @@ def test_a_killed_target_stage_resumes_to_the_same_model(tmp_path, uninterrupted
     the rerun resumes from the epoch-end checkpoint and records the uninterrupted F1, and
     leaves no temporary folder, lock holder or checkpoint behind."""
     overrides = [*OVERRIDES, f"paths.root={tmp_path}"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
-    env.pop("XITT_SWEEP_NAME", None)
-    first = subprocess.Popen(train_command(*overrides), cwd=REPO, env=env, text=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = start_script("train.py", *overrides)
     target_dir = tmp_path / "store" / "target"
     wait_for(lambda: list(target_dir.glob(".work-*/last.json")), first, 600, "the first target epoch ended")
     first.kill()

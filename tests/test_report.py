@@ -9,13 +9,12 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import DEMO_GRID, DEMO_LANGS, REPO, builds, records_under, run_script, train_command
+from conftest import DEMO_GRID, DEMO_LANGS, REPO, builds, records_under, run_script, start_script
 from xitt.core.naming import sweep_name
 from xitt.core.store import ArtifactStore
 
@@ -142,12 +141,9 @@ KILL_POINTS = [
 
 @pytest.mark.slow
 def test_a_grid_killed_at_five_points_ends_as_an_uninterrupted_one(tmp_path, demo_grid):
-    command = train_command("-m", *KILL_GRID, "logger=none", f"paths.root={tmp_path}")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    env.pop("XITT_SWEEP_NAME", None)
     killed_at = []
     for name, reached in KILL_POINTS:
-        run = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        run = start_script("train.py", "-m", *KILL_GRID, "logger=none", f"paths.root={tmp_path}")
         deadline = time.time() + 300
         while not reached(tmp_path) and run.poll() is None and time.time() < deadline:
             time.sleep(0.05)

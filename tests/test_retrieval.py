@@ -33,24 +33,42 @@ def built(root: Path, kind: str) -> int:
     return sum(json.loads(line).get("kind") == kind for line in lines)
 
 
-def test_demo_retrieval_scores_both_modes_from_one_embedding_pass_offline(tmp_path):
-    root = [f"paths.root={tmp_path}", *QUIET]
-    nearest = run_script("train.py", "itt=demo", "target=demo_retrieval", *root)
+@pytest.fixture(scope="module")
+def demo_models(tmp_path_factory) -> dict:
+    """One store for the demo tests of this module: `train.py`'s demo retrieval cell over the
+    demo ITT model in both modes, nearest then mining (the records `evaluate.py` must
+    reproduce), and a demo target model fine-tuned from that ITT model (one epoch, English
+    only: its encoder is what `evaluate.py` scores). {"root", "nearest" and "mining" (the two
+    runs), "rows_after_nearest" and "rows_after_mining" (embeddings stored after each)}."""
+    root = tmp_path_factory.mktemp("stored_models")
+    cell = ["itt=demo", "target=demo_retrieval", f"paths.root={root}", *QUIET]
+    nearest = run_script("train.py", *cell)
     assert nearest.returncode == 0, nearest.stderr[-3000:]
-    assert "acc<-en" in nearest.stdout
-    rows_after_nearest = built(tmp_path, "rows")
-    assert rows_after_nearest == 4  # near, mid, far and the English side, embedded once each
-    mining = run_script("train.py", "itt=demo", "target=demo_retrieval", "target.retrieval.mode=mining", *root)
+    rows_after_nearest = built(root, "rows")
+    mining = run_script("train.py", *cell, "target.retrieval.mode=mining")
     assert mining.returncode == 0, mining.stderr[-3000:]
-    assert built(tmp_path, "rows") == rows_after_nearest  # mining read the same embeddings
-    assert built(tmp_path, "itt") == 1 and built(tmp_path, "target") == 0  # nothing trained for retrieval
+    rows_after_mining = built(root, "rows")
+    target = run_script("train.py", "itt=demo", "target=demo", "target.hparams.epochs=1", "target_lang.langs=[en]",
+                        f"paths.root={root}", *QUIET)
+    assert target.returncode == 0, target.stderr[-3000:]
+    return {"root": root, "nearest": nearest, "mining": mining, "rows_after_nearest": rows_after_nearest,
+            "rows_after_mining": rows_after_mining}
 
-    cells = records_in(tmp_path / "results")
+
+def test_demo_retrieval_scores_both_modes_from_one_embedding_pass_offline(demo_models):
+    root = demo_models["root"]
+    assert "acc<-en" in demo_models["nearest"].stdout
+    assert demo_models["rows_after_nearest"] == 4  # near, mid, far and the English side, embedded once each
+    assert demo_models["rows_after_mining"] == 4  # mining read the same embeddings
+    assert built(root, "itt") == 1 and built(root, "target") == 1  # nothing trained for retrieval (1: demo's)
+
+    cells = {name: records for name, records in records_in(root / "results").items()
+             if {(r["target"], r.get("scored_model")) for r in records.values()} == {("demo_retrieval", None)}}
     assert len(cells) == 2
     for name, records in cells.items():
         assert sorted(records) == ["far", "mid", "near"]
         for record in records.values():
-            predictions = json.loads((tmp_path / "results" / name / record["predictions"]).read_text())
+            predictions = json.loads((root / "results" / name / record["predictions"]).read_text())
             for score, value in prediction_scores(predictions).items():
                 assert record[score] == value
             assert "development carve 30%" in record["split_note"] and "model selection" not in record["split_note"]
@@ -170,25 +188,14 @@ def test_a_seed_independent_twin_is_paired_with_every_itt_seed(tmp_path):
 
 # -- evaluate.py ckpt=<stored model> target=<retrieval task> --------------------------------
 
-@pytest.fixture(scope="module")
-def demo_models(tmp_path_factory) -> Path:
-    """One store for the tests below: `train.py`'s demo retrieval cell over the demo ITT model
-    (the records `evaluate.py` must reproduce) and a demo target model fine-tuned from that ITT
-    model (one epoch, English only: its encoder is what is scored)."""
-    root = tmp_path_factory.mktemp("stored_models")
-    for overrides in (["target=demo_retrieval"], ["target=demo", "target.hparams.epochs=1", "target_lang.langs=[en]"]):
-        result = run_script("train.py", "itt=demo", *overrides, f"paths.root={root}", *QUIET)
-        assert result.returncode == 0, result.stderr[-3000:]
-    return root
-
-
 def retrieval_cells(root: Path) -> dict[str | None, dict[str, dict]]:
-    """The demo retrieval records by the model whose encoder they scored ({scored_model: {lang:
-    record}}; None: the cell's own ITT encoder)."""
+    """The demo retrieval records of the nearest mode (the one `evaluate.py` runs here) by the
+    model whose encoder they scored ({scored_model: {lang: record}}; None: the cell's own ITT
+    encoder)."""
     cells: dict[str | None, dict[str, dict]] = {}
     for records in records_in(root / "results").values():
         for lang, record in records.items():
-            if record["target"] == "demo_retrieval":
+            if record["target"] == "demo_retrieval" and record["metric"] == "accuracy":
                 cells.setdefault(record.get("scored_model"), {})[lang] = record
     return cells
 
@@ -199,7 +206,7 @@ def store_snapshot(root: Path) -> list[tuple[str, int]]:
 
 
 def test_evaluate_scores_an_itt_model_with_a_retrieval_task_as_train_py_does(demo_models):
-    root = demo_models
+    root = demo_models["root"]
     (itt_key,) = builds(root, "itt")
     trained = retrieval_cells(root)[None]
     built_before = [builds(root, kind) for kind in ("itt", "target", "rows")]
@@ -223,7 +230,7 @@ def test_evaluate_scores_an_itt_model_with_a_retrieval_task_as_train_py_does(dem
 def test_evaluate_scores_a_target_models_encoder_in_a_cell_of_its_own(demo_models):
     from xitt.analysis import load_results
 
-    root = demo_models
+    root = demo_models["root"]
     (itt_key,), (target_key,) = builds(root, "itt"), builds(root, "target")
     rows_before = builds(root, "rows")
     result = run_script("evaluate.py", f"ckpt={root / 'store/target' / target_key}", "target=demo_retrieval",
@@ -250,7 +257,7 @@ def test_evaluate_scores_a_target_models_encoder_in_a_cell_of_its_own(demo_model
 
 
 def test_evaluate_takes_only_a_retrieval_target_and_writes_nothing_else(demo_models):
-    root = demo_models
+    root = demo_models["root"]
     (itt_key,) = builds(root, "itt")
     itt_dir = root / "store/itt" / itt_key
     before = store_snapshot(root)

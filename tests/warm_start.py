@@ -11,9 +11,12 @@ A fork is safe here only while this process has a single thread and has run no m
 OpenMP or BLAS pool would be copied without its threads): it checks that before it serves
 and says so on its first line, and conftest.py falls back to plain subprocesses otherwise.
 
-Protocol (JSON lines): it prints {"ready": bool, "why": str}; then for each request
-{"argv", "env", "cwd", "stdout", "stderr", "timeout"} it prints {"returncode": int,
-"timed_out": bool}.
+Protocol (JSON lines): it prints {"ready": bool, "why": str}; then answers each request:
+- {"op": "run", "argv", "env", "cwd", "stdout", "stderr", "timeout"}: runs it to its end,
+  {"returncode": int, "timed_out": bool};
+- {"op": "start", ... the same but "timeout"}: forks it and answers at once, {"pid": int}
+  (a run a test signals or runs beside others; the test signals the pid itself);
+- {"op": "poll", "pid"}: {"returncode": int or null (still running)}.
 """
 
 import json
@@ -112,9 +115,16 @@ def main() -> None:
         return
     for line in sys.stdin:
         request = json.loads(line)
+        if request["op"] == "poll":
+            done, status = os.waitpid(request["pid"], os.WNOHANG)
+            print(json.dumps({"returncode": os.waitstatus_to_exitcode(status) if done else None}), flush=True)
+            continue
         pid = os.fork()
         if pid == 0:
             _child(request)
+        if request["op"] == "start":
+            print(json.dumps({"pid": pid}), flush=True)
+            continue
         code, timed_out = _wait(pid, float(request["timeout"]))
         print(json.dumps({"returncode": code, "timed_out": timed_out}), flush=True)
 

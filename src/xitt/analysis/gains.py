@@ -80,7 +80,7 @@ _POOLED = ["scope", "group", "ci_low", "ci_high", "ci_low_test_set", "ci_high_te
            "seed_level_claim", "n_languages", "status"]
 _TESTS = ["p_value", "verdict", "p_value_test_set"]
 POWER_COLUMNS = ["mde", "seeds_for_2pt", "seeds_for_observed", "seed_variance", "test_variance"]
-SCORE_COLUMNS = [*CELL_KEYS, "metric", "score", *_POOLED]
+SCORE_COLUMNS = [*CELL_KEYS, "score", *_POOLED]
 GAIN_COLUMNS = [*CELL_KEYS, "gain", *_TESTS, *POWER_COLUMNS, *_POOLED]
 TREND_COLUMNS = [*SETTING_KEYS, "itt", "sizes", "slope_per_decade", *_TESTS, *_POOLED]
 
@@ -142,9 +142,6 @@ def analyse(results: Results, *, n_bootstrap: int = 1000, level: float = 0.95,
                            "warnings": "; ".join(f"seed {seeds[record_id]}: {warnings[record_id]}"
                                                  for record_id in groups[key] if warnings[record_id])})
     score_rows += _pooled_rows(score_estimates, level, "score")
-    metric_of = dict(zip(records["target"], records["metric"]))  # a target has one primary score
-    for row in score_rows:
-        row["metric"] = metric_of[row["target"]]
 
     gain_rows, gain_estimates = _gains(gain_estimates_in, level)
     gain_rows += [{**row, "status": OK, "note": ""}
@@ -243,7 +240,7 @@ def _summary(records: pd.DataFrame, run_estimates: Mapping[int, Estimate],
     summary["score_ci_low"] = [low for low, _ in intervals]
     summary["score_ci_high"] = [high for _, high in intervals]
     summary["n"] = summary["n"].astype("Int64")  # a count; missing where not recorded
-    first = ["cell_key", "cell_name", *CELL_KEYS, "lang", "resource", "script", "seed", "metric", "score",
+    first = ["cell_key", "cell_name", *CELL_KEYS, "lang", "resource", "script", "seed", "score",
              "score_from_predictions", "score_ci_low", "score_ci_high", "f1", "accuracy", "n"]
     summary = summary[first + [c for c in summary.columns if c not in first]]
     return summary.sort_values([*SETTING_KEYS, "params", "size", "itt", "lang", "seed"],

@@ -57,8 +57,11 @@ _NUMBER_FIELDS = Record.NUMBERS
 # are two curves, not one cell evaluated twice; so are the trainer settings that shaped the
 # models (`training`: `precision=bf16-mixed`, ...), so models trained two ways are never mixed;
 # and so is the stored target model whose encoder a retrieval target scored (`scored_model`:
-# `target:demo`; '' for the cell's own ITT or pretrained encoder).
-SETTING_KEYS = ("model", "target", "transfer", "freezing", "train_lang", "selection", "training", "scored_model")
+# `target:demo`; '' for the cell's own ITT or pretrained encoder). The score (`metric`) is one
+# too: a retrieval target run in both modes (`target.retrieval.mode=mining`) gives accuracy and
+# F1 records of one cell, two scores that are never one run evaluated twice nor averaged.
+SETTING_KEYS = ("model", "target", "metric", "transfer", "freezing", "train_lang", "selection", "training",
+                "scored_model")
 CELL_KEYS = (*SETTING_KEYS, "size", "params", "itt")
 RUN_KEYS = (*CELL_KEYS, "lang", "seed")
 WARNINGS_SEPARATOR = "; "

@@ -132,7 +132,7 @@ def answers(analysis: Analysis) -> list[dict]:
             for key, value in {**setting, "itt": itt}.items():
                 trend = trend[trend[key] == value]
             answer = {**setting, "itt": itt, "level": analysis.level,
-                      "metric": score_name(analysis, setting["target"]),
+                      "score_name": score_name(setting),
                       "n_languages": int(itt_rows["n_languages"].max()),
                       "gains": itt_rows.sort_values("params")[
                           ["size", "params", "gain", *_ESTIMATE_COLUMNS, *POWER_COLUMNS]
@@ -155,7 +155,7 @@ def answer_sentence(answer: dict) -> str:
     by = _listing(at_sizes)
     languages = answer["n_languages"]
     over = f"mean over {languages} languages" if languages > 1 else "one language"
-    metric = answer["metric"]  # the target's primary score
+    metric = answer["score_name"]  # "F1", "accuracy": the setting's score
     sentence = (f"ITT with {answer['itt']} changes {answer['target']} {metric} "
                 f"({setting_title(answer)}; {over}) by {by}")
     slope = answer["slope"]
@@ -283,7 +283,7 @@ def report_markdown(analysis: Analysis, answer_list: list[dict],
     for key, scores in _setting_items(analysis.scores):
         slug = _slug(key)
         parts.append(f"## {setting_title(dict(zip(SETTING_KEYS, key)))}\n")
-        metric = score_name(analysis, scores["target"].iloc[0])
+        metric = score_name(dict(zip(SETTING_KEYS, key)))
         for itt, rows in gains_by_setting.get(key, scores.iloc[:0]).groupby("itt", sort=True):
             heatmap = _heatmap_name(key, itt)
             parts += [f"### Gain of ITT with {itt} ({metric} points, {level} CI)\n",
@@ -486,7 +486,7 @@ def _figures(analysis: Analysis) -> Iterator[tuple[str, Figure]]:
     gains_by_setting = dict(_setting_items(analysis.gains))
     for key, scores in _setting_items(analysis.scores):
         slug = _slug(key)
-        metric = score_name(analysis, scores["target"].iloc[0])
+        metric = score_name(dict(zip(SETTING_KEYS, key)))
         found = gains_by_setting.get(key, analysis.gains.iloc[:0])
         found = found[found["status"] == OK]
         if len(found):
@@ -497,10 +497,9 @@ def _figures(analysis: Analysis) -> Iterator[tuple[str, Figure]]:
         yield f"score_vs_size_{slug}.png", plot_score_vs_size(scores, metric)
 
 
-def score_name(analysis: Analysis, target: str) -> str:
-    """How a target's score (its task type's primary) is named: 'F1', 'accuracy'."""
-    records = analysis.results.records
-    return score_title(records.loc[records["target"] == target, "metric"].iloc[0])
+def score_name(setting: dict) -> str:
+    """How a setting's score (its target's primary in the mode it ran) is named: 'F1', 'accuracy'."""
+    return score_title(setting["metric"])
 
 
 def _score_matrix(scores: pd.DataFrame) -> pd.DataFrame:
@@ -514,7 +513,7 @@ def _latex_tables(analysis: Analysis) -> dict[str, str]:
              f"excludes 0; {TEST_SET_ONLY} fewer than {MIN_SEEDS_FOR_CLAIM} seeds: interval over "
              "test examples only")
     gains = [to_latex(interval_matrix(rows, "gain", mark_significant=True),
-                      f"ITT gain with {itt} in {score_name(analysis, setting['target'])} points "
+                      f"ITT gain with {itt} in {score_name(setting)} points "
                       f"({setting_title(setting)}); {marks}",
                       f"tab:gain-{_slug((*setting.values(), itt))}")
              for setting, setting_rows in by_setting(analysis.gains)
@@ -523,7 +522,7 @@ def _latex_tables(analysis: Analysis) -> dict[str, str]:
                        f"tab:score-{_slug(setting.values())}")
               for setting, rows in by_setting(analysis.scores)]
     trends = [to_latex(trend_table(rows), f"Slope of the ITT gain in "
-                       f"{score_name(analysis, setting['target'])} points per tenfold "
+                       f"{score_name(setting)} points per tenfold "
                        f"parameters ({setting_title(setting)}); {marks}",
                        f"tab:trend-{_slug(setting.values())}")
               for setting, rows in by_setting(analysis.trends)]
