@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEMO_GRID, DEMO_LANGS, REPO, builds, records_under, run_script, start_script
+from conftest import DEMO_GRID, DEMO_LANGS, DEMO_TARGET_EPOCHS, REPO, builds, records_under, run_script, start_script
 from xitt.core.naming import sweep_name
 from xitt.core.store import ArtifactStore
 
@@ -89,7 +89,7 @@ def test_grid_writes_one_record_per_cell_and_language(demo_grid):
     assert len(builds(demo_grid, "target")) == 8
     (sweep_dir,) = (demo_grid / "multirun").iterdir()
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == sorted(
-        f"itt={itt},model=tiny,seed={seed},size={size}" for size in "sm" for itt in ("none", "demo")
+        f"itt={itt},model=tiny,seed={seed},size={size},{DEMO_TARGET_EPOCHS}" for size in "sm" for itt in ("none", "demo")
         for seed in (1, 2))
 
 
@@ -103,19 +103,20 @@ def test_second_run_of_the_grid_trains_nothing(demo_grid):
 
 
 def test_failing_cell_is_recorded_and_the_grid_goes_on(demo_grid):
-    result = run_script("train.py", "-m", "model=tiny", "size=s,xl", "itt=demo", "logger=none", f"paths.root={demo_grid}")
+    grid = ["model=tiny", "size=s,xl", "itt=demo", DEMO_TARGET_EPOCHS]
+    result = run_script("train.py", "-m", *grid, "logger=none", f"paths.root={demo_grid}")
     assert result.returncode != 0
     assert "2 cells: 0 run, 1 skipped (already done), 1 failed" in result.stdout
     assert "Model family 'tiny' has no size 'xl'. Its sizes are: s, m, l" in result.stdout
-    sweep = demo_grid / "multirun" / "itt=demo_model=tiny_size=s,xl"
-    outcome = json.loads((sweep / "itt=demo,model=tiny,size=xl" / "cell.json").read_text())
+    sweep = demo_grid / "multirun" / sweep_name(grid)
+    outcome = json.loads((sweep / f"itt=demo,model=tiny,size=xl,{DEMO_TARGET_EPOCHS}" / "cell.json").read_text())
     assert outcome["status"] == "failed" and "has no size 'xl'" in outcome["reason"]
 
 
 # -- kill anywhere, lose nothing ------------------------------------------------------------
 
 
-KILL_GRID = ["model=tiny", "size=s", "itt=none,demo", "seed=1", "trainer.checkpoint_min_interval_s=0"]
+KILL_GRID = ["model=tiny", "size=s", "itt=none,demo", "seed=1", DEMO_TARGET_EPOCHS, "trainer.checkpoint_min_interval_s=0"]
 
 
 def f1_of_size_s(root: Path) -> dict[tuple[str, str], float]:
