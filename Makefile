@@ -24,7 +24,7 @@ demo: install  ## one offline cell of the smoke-scale study: per-language F1
 	$(OFFLINE) $(PY) train.py
 
 test: install  ## the test suite, offline
-	$(OFFLINE) $(PY) -m pytest -q -n 2 --dist loadfile --durations=15
+	$(OFFLINE) $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 grid: install  ## the demo grid: 3 sizes x (no ITT, ITT) x 3 seeds
 	$(OFFLINE) $(PY) train.py -m $(GRID)

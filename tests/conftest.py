@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from xitt.core.jobs import OPENMP_SPIN_COUNT
 from xitt.core.store import ArtifactStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,9 +28,12 @@ SHARED = REPO.parent / "shared"
 # No test may depend on the numerics of one machine: `XITT_TEST_THREADS=2` and
 # `XITT_TEST_PRECISION=bf16-mixed` run the whole suite with other math threads and another
 # precision (every training command and composed config), and its outcomes must not change.
+# The OpenMP spin count is the one every entry point sets before torch starts
+# (`xitt.core.jobs.set_math_threads`): set here, the suite's processes and the warm-start
+# process (tests/warm_start.py) start torch with it, as a run started cold does.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline",
                "WANDB_SILENT": "true", "TOKENIZERS_PARALLELISM": "false",
-               "OMP_NUM_THREADS": os.environ.get("XITT_TEST_THREADS", "1")}
+               "OMP_NUM_THREADS": os.environ.get("XITT_TEST_THREADS", "1"), "GOMP_SPINCOUNT": str(OPENMP_SPIN_COUNT)}
 os.environ.update(OFFLINE_ENV)
 TEST_PRECISION = os.environ.get("XITT_TEST_PRECISION")
 
@@ -40,6 +44,19 @@ def with_test_precision(args) -> list[str]:
     if TEST_PRECISION and not any("precision=" in str(arg) for arg in args):
         return [*args, f"trainer.precision={TEST_PRECISION}"]
     return list(args)
+
+
+# The files that take longest (`--durations`), started first: `--dist loadfile
+# --no-loadscope-reorder` hands files to the two workers in collection order, and a long file
+# handed out last keeps one worker busy while the other has nothing left.
+LONGEST_FIRST = ("test_task_types_end_to_end.py", "test_report.py", "test_real_transfer.py", "test_slurm.py",
+                 "test_ladder.py", "test_ddp.py", "test_retrieval.py", "test_plan.py", "test_concurrency.py",
+                 "test_tasks.py", "test_keys.py", "test_validation.py", "test_cell.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 def train_command(*args: str) -> list[str]:
@@ -115,9 +132,11 @@ class _WarmStarts:
         hello = json.loads(self.process.stdout.readline() or '{"ready": false}')
         self.ready = bool(hello["ready"])
 
-    # Set by pytest to the running test's name: it differs from test to test and no library
-    # reads it as it is imported, so it does not count as a difference (the run gets its own).
-    _PER_TEST = ("PYTEST_CURRENT_TEST",)
+    # Set as the suite runs, read by no library as it is imported: pytest's name of the running
+    # test, and what Lightning leaves behind in a test that trained in its own process (the
+    # seed of `seed_everything`, cuBLAS's workspace under `deterministic`). They do not count
+    # as a difference (the run gets them as they are).
+    _PER_TEST = ("PYTEST_CURRENT_TEST", "PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG")
 
     @classmethod
     def _compared(cls, env: dict[str, str]) -> dict[str, str]:

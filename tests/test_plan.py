@@ -9,7 +9,7 @@ import pytest
 
 from conftest import compose, run_script
 from xitt import CONF_DIR
-from xitt.grid_expand import expand_grid
+from xitt.grid_expand import expand_grid, sweep_jobs
 from xitt.memory import Parallelism, architecture, estimate_memory, memory_warnings
 
 # Two ITT choices x two freezing modes: the ITT model is shared by both freezing modes
@@ -37,6 +37,8 @@ def test_expand_grid_includes_an_experiments_sweep_params(tmp_path):
     cells = expand_grid(["experiment=seeds", "size=l", "model=tiny"], config_dir=conf)
     # The experiment's axes multiply out; the command line wins over the experiment's own value.
     assert sorted((int(cfg.seed), cfg.size.name) for _, cfg in cells) == [(1, "l"), (2, "l"), (3, "l")]
+    # counting without composing lists the same cells
+    assert sweep_jobs(["experiment=seeds", "size=l", "model=tiny"], config_dir=conf) == [o for o, _ in cells]
 
 
 def test_plan_of_the_demo_grid(tmp_path):

@@ -215,7 +215,7 @@ def test_the_report_shows_each_models_selection(tmp_path):
     rows = [{"model": "tiny", "target": "demo", "transfer": "zero_shot", "freezing": "none", "train_lang": "en", "training": "",
              "size": "s", "itt": itt, "seed": 1, "lang": lang, "selection": "best", "selected_epoch": epoch,
              "epochs_run": 10, "epoch_budget": 10, "dev_lang": "en", "dev_f1": best, "dev_f1_best": best,
-             "dev_f1_last": last, "scored_model": ""}
+             "dev_f1_last": last, "scored_model": "", "metric": "f1"}
             for itt, epoch, best, last in (("none", 10, 80.0, 80.0), ("demo", 4, 90.0, 85.5))
             for lang in ("en", "near")]
     table = selection_table(pd.DataFrame(rows))

@@ -47,33 +47,33 @@ def slurm_cluster():
 @pytest.mark.slow
 def test_grid_runs_as_a_slurm_job_array(slurm_cluster, tmp_path):
     started = time.time()
-    result = run_script("train.py", "-m", "launcher=slurm_local", "model=tiny", "size=s,m", "itt=none,demo",
+    result = run_script("train.py", "-m", "launcher=slurm_local", "model=tiny", "size=s", "itt=none,demo",
                         "logger=none", f"paths.root={tmp_path}", "+trainer.max_steps=20", timeout=900)
     assert result.returncode == 0, _tail(result.stdout + result.stderr, 60)
-    assert "4 cells: 4 run, 0 skipped (already done), 0 failed" in result.stdout  # the sweep's GridSummary
+    assert "2 cells: 2 run, 0 skipped (already done), 0 failed" in result.stdout  # the sweep's GridSummary
 
     records = [json.loads(p.read_text()) for p in (tmp_path / "results").rglob("*.json")
                if not p.name.endswith(".predictions.json")]
     cells = {(r["size"], r["itt"]) for r in records}
-    assert cells == {("s", "none"), ("s", "demo"), ("m", "none"), ("m", "demo")}
+    assert cells == {("s", "none"), ("s", "demo")}
     assert sorted((r["cell_key"], r["lang"]) for r in records) == sorted(
         {(r["cell_key"], r["lang"]) for r in records})  # one record per (cell, language)
-    assert len(records) == 16 and all(r["n"] == 300 for r in records)
+    assert len(records) == 8 and all(r["n"] == 300 for r in records)
     events = ArtifactStore(tmp_path / "store").events()
-    assert sum(e["kind"] == "itt" for e in events) == 2 and sum(e["kind"] == "target" for e in events) == 4
+    assert sum(e["kind"] == "itt" for e in events) == 1 and sum(e["kind"] == "target" for e in events) == 2
 
     # submitit's folder: one array job, one task per cell, logs in <sweep dir>/.submitit/<job>_<task>/
     [sweep_dir] = list((tmp_path / "multirun").iterdir())
     task_dirs = sorted(p.name for p in (sweep_dir / ".submitit").iterdir() if p.is_dir() and "_" in p.name)
     array_ids = {name.split("_")[0] for name in task_dirs}
-    assert len(task_dirs) == 4 and len(array_ids) == 1, task_dirs
-    assert sorted(name.split("_")[1] for name in task_dirs) == ["0", "1", "2", "3"]
+    assert len(task_dirs) == 2 and len(array_ids) == 1, task_dirs
+    assert sorted(name.split("_")[1] for name in task_dirs) == ["0", "1"]
     [array_id] = array_ids
     submission = (sweep_dir / ".submitit" / array_id / f"{array_id}_submission.sh").read_text()
-    assert re.search(r"#SBATCH --array=0-3%\d+", submission) and "#SBATCH --partition=debug" in submission
+    assert re.search(r"#SBATCH --array=0-1%\d+", submission) and "#SBATCH --partition=debug" in submission
     outcomes = [json.loads(p.read_text()) for p in sweep_dir.glob("*/cell.json")]
-    assert sorted(o["status"] for o in outcomes) == ["done"] * 4
-    print(f"SLURM array {array_id}: 4 cells in {time.time() - started:.0f} s")
+    assert sorted(o["status"] for o in outcomes) == ["done"] * 2
+    print(f"SLURM array {array_id}: 2 cells in {time.time() - started:.0f} s")
 
 
 @pytest.mark.slow

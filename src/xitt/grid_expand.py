@@ -42,6 +42,28 @@ def expand_grid(overrides: list[str], config_dir: Path = CONF_DIR) -> list[tuple
     (as its Hydra job gets them, `hydra.*` ones excluded) and its composed config (the
     `hydra` node removed, as the task function sees it). `config_dir` is the project's
     `conf/` unless a test points it at a copy."""
+    from hydra.types import RunMode
+
+    loader, hydra_overrides, jobs = _sweep(overrides, config_dir)
+    cells = []
+    for job_overrides in jobs:
+        cfg = _compose(loader, hydra_overrides + list(job_overrides), RunMode.RUN)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        OmegaConf.set_readonly(cfg, False)
+        cells.append((list(job_overrides), cfg))
+    return cells
+
+
+def sweep_jobs(overrides: list[str], config_dir: Path = CONF_DIR) -> list[list[str]]:
+    """The grid's cells as `expand_grid` lists them, their overrides only: one composition in
+    all (the multirun's master config, for the experiment's sweep parameters) instead of one
+    per cell, for counting a large grid."""
+    return [list(job) for job in _sweep(overrides, config_dir)[2]]
+
+
+def _sweep(overrides: list[str], config_dir: Path) -> tuple:
+    """(Hydra's config loader, the `hydra.*` overrides, each cell's own overrides)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.types import RunMode
 
@@ -60,13 +82,4 @@ def expand_grid(overrides: list[str], config_dir: Path = CONF_DIR) -> list[tuple
                         f"while it runs, so they cannot be listed beforehand. Plan and prepare with the "
                         f"basic sweeper's `a=1,2` syntax instead.")
     declared = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
-    jobs = hydra_sweep_jobs(parser.parse_overrides(declared + task_overrides))
-
-    cells = []
-    for job_overrides in jobs:
-        cfg = _compose(loader, hydra_overrides + list(job_overrides), RunMode.RUN)
-        with open_dict(cfg):
-            del cfg["hydra"]
-        OmegaConf.set_readonly(cfg, False)
-        cells.append((list(job_overrides), cfg))
-    return cells
+    return loader, hydra_overrides, hydra_sweep_jobs(parser.parse_overrides(declared + task_overrides))
