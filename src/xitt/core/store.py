@@ -49,19 +49,17 @@ def artifact_problem(folder: Path) -> str | None:
 
 
 def library_versions() -> dict[str, str]:
-    """The versions that a stored artifact or a result record was produced with."""
-    import datasets
-    import pytorch_lightning
-    import torch
-    import transformers
+    """The versions that a stored artifact or a result record was produced with (read from
+    the installed packages' metadata: a process that stores without training, such as a
+    tokenizer build, need not import them)."""
+    from importlib.metadata import version
 
     return {
         "xitt": __version__,
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "pytorch_lightning": pytorch_lightning.__version__,
-        "datasets": datasets.__version__,
+        **{name: version(distribution) for name, distribution in (
+            ("torch", "torch"), ("transformers", "transformers"), ("pytorch_lightning", "pytorch-lightning"),
+            ("datasets", "datasets"))},
     }
 
 
