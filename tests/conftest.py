@@ -59,11 +59,6 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
-def train_command(*args: str) -> list[str]:
-    """`python train.py <args>` as a test starts it in the background."""
-    return [sys.executable, "train.py", *with_test_precision(args)]
-
-
 # The demo task's languages, and what a finished run left behind.
 DEMO_LANGS = ["en", "near", "mid", "far"]
 
@@ -179,6 +174,7 @@ class _WarmProcess:
 
     def __init__(self, warm: _WarmStarts, command: list[str], env: dict[str, str]):
         self.warm, self.args, self.returncode, self.pid = warm, command, None, None
+        self._outputs: tuple[str, str] | None = None
         self.folder = Path(tempfile.mkdtemp(prefix="xitt-run-"))
         self.request = {"argv": command[1:], "env": env, "cwd": str(REPO),
                         "stdout": str(self.folder / "stdout"), "stderr": str(self.folder / "stderr")}
@@ -189,7 +185,7 @@ class _WarmProcess:
 
     def outputs(self) -> tuple[str, str]:
         """Its stdout and stderr (the files removed once read)."""
-        if not hasattr(self, "_outputs"):
+        if self._outputs is None:
             self._outputs = tuple((self.folder / name).read_text(errors="replace") if (self.folder / name).exists()
                                   else "" for name in ("stdout", "stderr"))
             shutil.rmtree(self.folder, ignore_errors=True)

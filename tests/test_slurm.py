@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_script, train_command
+from conftest import REPO, run_script, start_script
 from xitt.core.store import ArtifactStore
 
 SCRIPT = REPO / "scripts" / "local-slurm.sh"
@@ -81,19 +81,15 @@ def test_a_preempted_cell_is_requeued_and_resumes(slurm_cluster, tmp_path):
     """`scancel --signal=USR2` (what SLURM sends `signal_delay_s` before the time limit, and
     on preemption): the ITT stage saves a checkpoint, submitit requeues the job, and the
     requeued job resumes the stage from the checkpoint."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
-    env.pop("XITT_SWEEP_NAME", None)
-    grid = subprocess.Popen(
-        train_command("-m", "launcher=slurm_local", "logger=none", f"paths.root={tmp_path}",
-                      "itt.hparams.epochs=3", "+trainer.limit_train_batches=40", "target.hparams.epochs=1",
-                      "trainer.checkpoint_min_interval_s=0"),
-        cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    grid = start_script("train.py", "-m", "launcher=slurm_local", "logger=none", f"paths.root={tmp_path}",
+                        "itt.hparams.epochs=3", "+trainer.limit_train_batches=40", "target.hparams.epochs=1",
+                        "trainer.checkpoint_min_interval_s=0")
     itt_dir = tmp_path / "store" / "itt"
     job = None
     try:
         deadline = time.time() + 600
         while not list(itt_dir.glob(".work-*/last.json")):
-            assert grid.poll() is None, _tail(grid.communicate()[0], 60)
+            assert grid.poll() is None, _tail("".join(grid.communicate()), 60)
             assert time.time() < deadline, "the ITT stage did not finish its first epoch"
             time.sleep(0.3)
         # a one-cell grid is a plain job (not an array): <sweep dir>/.submitit/<job id>/
@@ -107,7 +103,7 @@ def test_a_preempted_cell_is_requeued_and_resumes(slurm_cluster, tmp_path):
                 subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
                 break
             time.sleep(0.5)
-        out, _ = grid.communicate(timeout=900)
+        out = "".join(grid.communicate(timeout=900))  # its stdout, then its stderr
     finally:
         if grid.poll() is None:
             if job:

@@ -282,8 +282,9 @@ def report_markdown(analysis: Analysis, answer_list: list[dict],
     trends_by_setting = dict(_setting_items(analysis.trends))
     for key, scores in _setting_items(analysis.scores):
         slug = _slug(key)
-        parts.append(f"## {setting_title(dict(zip(SETTING_KEYS, key)))}\n")
-        metric = score_name(dict(zip(SETTING_KEYS, key)))
+        setting = dict(zip(SETTING_KEYS, key))
+        parts.append(f"## {setting_title(setting)}\n")
+        metric = score_name(setting)
         for itt, rows in gains_by_setting.get(key, scores.iloc[:0]).groupby("itt", sort=True):
             heatmap = _heatmap_name(key, itt)
             parts += [f"### Gain of ITT with {itt} ({metric} points, {level} CI)\n",

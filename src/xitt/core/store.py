@@ -57,9 +57,10 @@ def library_versions() -> dict[str, str]:
     return {
         "xitt": __version__,
         "python": platform.python_version(),
-        **{name: version(distribution) for name, distribution in (
-            ("torch", "torch"), ("transformers", "transformers"), ("pytorch_lightning", "pytorch-lightning"),
-            ("datasets", "datasets"))},
+        "torch": version("torch"),
+        "transformers": version("transformers"),
+        "pytorch_lightning": version("pytorch-lightning"),
+        "datasets": version("datasets"),
     }
 
 
